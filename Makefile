@@ -1,0 +1,57 @@
+# Roost's commands. `make run` and `make test` are the two set-up commands on a fresh machine.
+PYTHON ?= python3
+# CPU build here (a local file on these machines); GPU users: make run TORCH_SPEC=torch
+TORCH_SPEC ?= torch==2.13.0
+VENV := .venv
+DVC_VENV := .venv-dvc
+BIN := $(CURDIR)/$(VENV)/bin
+DVC := $(CURDIR)/$(DVC_VENV)/bin/dvc
+
+# One repo-local Dagster instance for make run, make ui and every DVC stage, so that runs
+# made by `dvc repro` show in the UI. The project venv comes first on PATH so that DVC's
+# stages call the project's dagster, not anything of DVC's own environment.
+export DAGSTER_HOME := $(CURDIR)/.dagster
+export PATH := $(BIN):$(PATH)
+
+.PHONY: install run repro test lint format ui bench clean-data
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip check
+	touch $@
+
+# dvc pins antlr4-python3-runtime 4.9.* and dagster needs 4.13: dvc gets its own environment.
+$(DVC_VENV)/.installed:
+	$(PYTHON) -m venv $(DVC_VENV)
+	$(DVC_VENV)/bin/python -m pip install -q --upgrade pip
+	$(DVC_VENV)/bin/python -m pip install -q 'dvc>=3.50,<4'
+	touch $@
+
+$(DAGSTER_HOME)/dagster.yaml:
+	mkdir -p $(DAGSTER_HOME)
+	printf 'telemetry:\n  enabled: false\n' > $@
+
+install: $(VENV)/.installed $(DVC_VENV)/.installed $(DAGSTER_HOME)/dagster.yaml
+
+run: install
+	$(DVC) repro
+
+repro: run
+
+test: $(VENV)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python -m pytest
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+ui: install
+	$(BIN)/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
+
+bench: $(VENV)/.installed
+	for b in benchmarks/[a-z]*.py; do $(BIN)/python -m benchmarks.$$(basename $$b .py) || exit 1; done

@@ -1,0 +1,20 @@
+"""Metadata a person wants to see in the Dagster UI: counts as tables, pictures inline."""
+
+from __future__ import annotations
+
+import base64
+
+import dagster as dg
+
+
+def counts_table(counts: dict[str, int], key: str = "reason", value: str = "rows") -> dg.MetadataValue:
+    if not counts:
+        return dg.MetadataValue.md("_none_")
+    lines = [f"| {key} | {value} |", "|---|---:|"]
+    lines += [f"| {k} | {v:,} |" for k, v in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
+    return dg.MetadataValue.md("\n".join(lines))
+
+
+def png(data: bytes, alt: str) -> dg.MetadataValue:
+    """An inline picture (the UI renders Markdown images given as data URIs)."""
+    return dg.MetadataValue.md(f"![{alt}](data:image/png;base64,{base64.b64encode(data).decode()})")

@@ -1,0 +1,31 @@
+"""Great-circle distances on a sphere of radius 6371 km (PIGEON's R)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+EARTH_RADIUS_KM = 6371.0
+
+
+def haversine_km(lat1, lon1, lat2, lon2) -> np.ndarray:
+    """Distance in km between points given in degrees; broadcasts like numpy."""
+    lat1, lon1, lat2, lon2 = (np.radians(np.asarray(a, dtype=np.float64)) for a in (lat1, lon1, lat2, lon2))
+    a = np.sin((lat2 - lat1) / 2) ** 2 + np.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2
+    return 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
+
+
+def to_unit_xyz(lat, lon) -> np.ndarray:
+    """Points on the unit sphere, shape (n, 3): a KD-tree over these answers radius queries."""
+    lat = np.radians(np.asarray(lat, dtype=np.float64))
+    lon = np.radians(np.asarray(lon, dtype=np.float64))
+    c = np.cos(lat)
+    return np.stack([c * np.cos(lon), c * np.sin(lon), np.sin(lat)], axis=-1)
+
+
+def km_to_chord(km) -> np.ndarray:
+    """Straight-line distance through the unit sphere for an arc of ``km``."""
+    return 2 * np.sin(np.asarray(km, dtype=np.float64) / (2 * EARTH_RADIUS_KM))
+
+
+def chord_to_km(chord) -> np.ndarray:
+    return 2 * EARTH_RADIUS_KM * np.arcsin(np.clip(np.asarray(chord, dtype=np.float64) / 2, 0.0, 1.0))

@@ -1,0 +1,44 @@
+"""Where every file lives. Nothing else builds data paths."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Paths under one project root (the folder holding params.yaml and dvc.yaml)."""
+
+    root: Path
+
+    @classmethod
+    def from_env(cls) -> Paths:
+        """ROOST_ROOT if set, else the working directory (DVC and make run from the root)."""
+        return cls(Path(os.environ.get("ROOST_ROOT") or os.getcwd()).resolve())
+
+    @property
+    def params(self) -> Path:
+        return self.root / "params.yaml"
+
+    @property
+    def reference(self) -> Path:
+        return self.root / "data" / "reference"
+
+    def asset_dir(self, asset: str) -> Path:
+        """The folder an asset owns: DVC's ``outs`` for its stage."""
+        return self.root / "data" / asset
+
+    def asset_db(self, asset: str) -> Path:
+        """The DuckDB file an asset writes (one writer per file)."""
+        return self.asset_dir(asset) / f"{asset}.duckdb"
+
+    def cache_dir(self, asset: str) -> Path:
+        """Survives reruns: outside DVC's outs, ignored by git and DVC."""
+        return self.root / "data" / "cache" / asset
+
+    def resolve(self, path: str | Path) -> Path:
+        """A user path from params: absolute as given, else relative to the root."""
+        path = Path(path)
+        return path if path.is_absolute() else self.root / path

@@ -1,0 +1,18 @@
+"""The one Definitions object: assets, resources, jobs."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from assets.locations import raw_locations
+from orchestration.resources import RoostResource
+
+ASSETS = [raw_locations]
+
+roost_chain = dg.define_asset_job("roost_chain", selection=dg.AssetSelection.all(), description="The whole chain.")
+
+defs = dg.Definitions(
+    assets=ASSETS,
+    resources={"roost": RoostResource()},
+    jobs=[roost_chain],
+)

@@ -1,0 +1,34 @@
+"""The Definitions load, and Dagster's selection grammar parses (an antlr4 downgrade breaks it)."""
+
+import dagster as dg
+
+from orchestration.definitions import defs
+
+CHAIN = {"raw_locations"}
+
+
+def test_definitions_load():
+    dg.Definitions.validate_loadable(defs)
+    keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
+    assert keys == CHAIN
+    assert defs.resolve_job_def("roost_chain") is not None
+
+
+def test_asset_selection_strings_parse():
+    # dagster's selection parser needs antlr4-python3-runtime 4.13; under dvc's 4.9 pin these
+    # raise "ord() expected string of length 1" (dagster-io/dagster#27487).
+    graph = defs.resolve_asset_graph()
+    everything = dg.AssetSelection.from_string("*").resolve(graph)
+    assert {k.to_user_string() for k in everything} == CHAIN
+    one = dg.AssetSelection.from_string('key:"raw_locations"').resolve(graph)
+    assert one == {dg.AssetKey("raw_locations")}
+
+
+def test_ml_never_imports_dagster():
+    import pathlib
+
+    ml = pathlib.Path(__file__).resolve().parents[1] / "ml"
+    offenders = [
+        str(p) for p in ml.rglob("*.py") if "import dagster" in p.read_text() or "from dagster" in p.read_text()
+    ]
+    assert offenders == []

@@ -1,0 +1,53 @@
+"""dvc.yaml and the Dagster asset graph are the same graph: stage per asset, same edges."""
+
+from pathlib import Path
+
+import yaml
+
+from orchestration.definitions import defs
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _stages():
+    return yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+
+
+def _asset_edges():
+    graph = defs.resolve_asset_graph()
+    return {
+        key.to_user_string(): {p.to_user_string() for p in graph.get(key).parent_keys}
+        for key in graph.get_all_asset_keys()
+    }
+
+
+def test_stage_per_asset_and_same_edges():
+    stages, edges = _stages(), _asset_edges()
+    assert set(stages) == set(edges)
+    outs = {name: f"data/{name}" for name in stages}
+    for name, stage in stages.items():
+        assert stage["outs"] == [outs[name]] or [o if isinstance(o, str) else next(iter(o)) for o in stage["outs"]] == [
+            outs[name]
+        ], name
+        upstream = {other for other, out in outs.items() if out in stage.get("deps", [])}
+        assert upstream == edges[name], f"stage {name}: dvc deps {upstream} != asset deps {edges[name]}"
+
+
+def test_stage_commands_materialize_their_asset():
+    for name, stage in _stages().items():
+        assert stage["cmd"] == f"dagster asset materialize -m orchestration.definitions --select {name}"
+
+
+def test_stages_track_profile_and_their_section():
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    for name, stage in _stages().items():
+        assert "profile" in stage["params"], name
+        if name in params:
+            assert name in stage["params"], name
+
+
+def test_stage_code_deps_exist():
+    for name, stage in _stages().items():
+        for dep in stage.get("deps", []):
+            if not dep.startswith("data/") and "${" not in dep:
+                assert (REPO / dep).exists(), f"stage {name}: dep {dep} does not exist"
