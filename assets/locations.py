@@ -2,9 +2,12 @@
 
 import dagster as dg
 
-from assets.metadata import counts_table
+from assets.metadata import counts_table, png
+from ml.data.enrich import EnrichConfig, enrich_locations
 from ml.data.sources import RawLocationsConfig, load_raw_locations
-from ml.store import write_tables
+from ml.geo.maps import world_map_png
+from ml.geo.reference import ReferenceData
+from ml.store import read_table, write_tables
 from orchestration.resources import RoostResource
 
 
@@ -23,6 +26,42 @@ def raw_locations(context: dg.AssetExecutionContext, roost: RoostResource) -> dg
             "accepted": len(result.locations),
             "rejected": len(result.rejected),
             "rejected_by_reason": counts_table(result.reason_counts()),
+            "path": dg.MetadataValue.path(str(db)),
+        }
+    )
+
+
+@dg.asset(group_name="locations", kinds={"duckdb"}, deps=[raw_locations])
+def enriched_locations(context: dg.AssetExecutionContext, roost: RoostResource) -> dg.MaterializeResult:
+    """Country, admin-1, town, climate, land cover, elevation, population and the spatial split."""
+    paths, cfg = roost.paths(), roost.config(EnrichConfig)
+    raw = read_table(paths.asset_db("raw_locations"), "locations")
+    reference = ReferenceData(paths.reference)
+    result = enrich_locations(raw, reference, cfg, paths.root)
+    locations = result.locations
+    db = write_tables(paths.asset_db("enriched_locations"), {"locations": locations, "rejected": result.rejected})
+    sizes = result.split_sizes()
+    context.log.info(f"split sizes {sizes}; {len(result.rejected)} rejected; timings {result.seconds}")
+    countries = locations["country_name"].value_counts()
+    top = {str(k): int(v) for k, v in countries.head(20).items()}
+    if len(countries) > 20:
+        top[f"({len(countries) - 20} other countries)"] = int(countries.iloc[20:].sum())
+    picture = world_map_png(
+        locations["lat"], locations["lon"], locations["split"], reference.admin0, f"{len(locations):,} locations"
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "input_rows": result.n_input,
+            "accepted": len(locations),
+            "rejected": len(result.rejected),
+            "rejected_by_reason": counts_table(result.rejected["reason"].value_counts().to_dict()),
+            "split_sizes": counts_table(sizes, key="split", value="locations"),
+            "countries": len(countries),
+            "country_share": float(locations["country"].notna().mean()) if len(locations) else 0.0,
+            "admin1_share": float(locations["adm1_code"].notna().mean()) if len(locations) else 0.0,
+            "country_histogram": counts_table(top, key="country", value="locations"),
+            "map": png(picture, "locations by split"),
+            "seconds": dg.MetadataValue.json(result.seconds),
             "path": dg.MetadataValue.path(str(db)),
         }
     )

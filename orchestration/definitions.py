@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets.locations import raw_locations
+from assets.locations import enriched_locations, raw_locations
 from orchestration.resources import RoostResource
 
-ASSETS = [raw_locations]
+ASSETS = [raw_locations, enriched_locations]
 
 roost_chain = dg.define_asset_job("roost_chain", selection=dg.AssetSelection.all(), description="The whole chain.")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 EARTH_RADIUS_KM = 6371.0
+KM_PER_DEG_LAT = np.pi * EARTH_RADIUS_KM / 180.0
 
 
 def haversine_km(lat1, lon1, lat2, lon2) -> np.ndarray:

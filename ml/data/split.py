@@ -1,0 +1,82 @@
+"""The train / val / test / buffer split, seeded and spatially grouped by blocks.
+
+Locations are grouped into blocks of a lat/lon grid whose cells are about ``block_km`` wide
+(longitude cells widen towards the poles to keep that width in km). Whole blocks are dealt,
+in a seeded random order, to val and test until each holds its share of locations; the rest
+is train. A val or test location within ``min_distance_km`` of any train location (a
+neighbouring block) goes to ``buffer``: kept and counted, used for neither training nor
+evaluation. Blocks, not transitive chains of nearby points, which at large distances swallow
+whole continents.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+from ml.geo.haversine import KM_PER_DEG_LAT, chord_to_km, km_to_chord, to_unit_xyz
+
+SPLITS = ("train", "val", "test", "buffer")
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    seed: int
+    val_share: float
+    test_share: float
+    min_distance_km: float  # no val/test location this close to a train location
+    block_km: float  # width of a block dealt whole to one split
+
+
+def block_ids(lat: np.ndarray, lon: np.ndarray, block_km: float) -> np.ndarray:
+    step = block_km / KM_PER_DEG_LAT
+    n_bands = max(1, int(np.ceil(180.0 / step)))
+    band = np.clip(np.floor((lat + 90.0) / step), 0, n_bands - 1).astype(np.int64)
+    centre = -90.0 + (band + 0.5) * step
+    n_cols = np.maximum(1, np.floor(360.0 * np.cos(np.radians(centre)) / step)).astype(np.int64)
+    col = np.minimum(np.floor((lon + 180.0) / 360.0 * n_cols), n_cols - 1).astype(np.int64)
+    return band * 1_000_000 + col
+
+
+def spatial_split(lat: np.ndarray, lon: np.ndarray, cfg: SplitConfig) -> np.ndarray:
+    lat = np.asarray(lat, dtype=np.float64)
+    lon = np.asarray(lon, dtype=np.float64)
+    n = len(lat)
+    split = np.full(n, "train", dtype=object)
+    if n == 0:
+        return split
+    blocks, inverse, counts = np.unique(block_ids(lat, lon, cfg.block_km), return_inverse=True, return_counts=True)
+    order = np.random.default_rng(cfg.seed).permutation(len(blocks))
+    assigned = np.full(len(blocks), "train", dtype=object)
+    targets = [("val", cfg.val_share * n), ("test", cfg.test_share * n)]
+    total, t = 0.0, 0
+    cum = {name: 0 for name, _ in targets}
+    for b in order:
+        while t < len(targets) and cum[targets[t][0]] >= targets[t][1]:
+            t += 1
+        if t == len(targets):
+            break
+        name = targets[t][0]
+        assigned[b] = name
+        cum[name] += counts[b]
+        total += counts[b]
+    split = assigned[inverse]
+    train = split == "train"
+    held = np.flatnonzero(~train)
+    if held.size and train.any() and cfg.min_distance_km > 0:
+        tree = cKDTree(to_unit_xyz(lat[train], lon[train]))
+        near = tree.query(to_unit_xyz(lat[held], lon[held]), k=1, distance_upper_bound=float(km_to_chord(cfg.min_distance_km)))[0]
+        split[held[np.isfinite(near)]] = "buffer"
+    return split
+
+
+def check_split(lat, lon, split, min_distance_km: float) -> float:
+    """The smallest distance from a val/test location to a train location, in km."""
+    train = split == "train"
+    held = np.isin(split, ["val", "test"])
+    if not train.any() or not held.any():
+        return float("inf")
+    d, _ = cKDTree(to_unit_xyz(lat[train], lon[train])).query(to_unit_xyz(lat[held], lon[held]), k=1)
+    return float(chord_to_km(d.min()))
