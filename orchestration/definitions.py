@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import dagster as dg
 
+from assets.images import location_images
 from assets.locations import enriched_locations, raw_locations
 from orchestration.resources import RoostResource
 
-ASSETS = [raw_locations, enriched_locations]
+ASSETS = [raw_locations, enriched_locations, location_images]
 
 roost_chain = dg.define_asset_job("roost_chain", selection=dg.AssetSelection.all(), description="The whole chain.")
 
