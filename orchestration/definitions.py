@@ -5,11 +5,12 @@ from __future__ import annotations
 import dagster as dg
 
 from assets.captions import captions
+from assets.geocells import geocells
 from assets.images import location_images
 from assets.locations import enriched_locations, raw_locations
 from orchestration.resources import RoostResource
 
-ASSETS = [raw_locations, enriched_locations, location_images, captions]
+ASSETS = [raw_locations, enriched_locations, location_images, captions, geocells]
 
 roost_chain = dg.define_asset_job("roost_chain", selection=dg.AssetSelection.all(), description="The whole chain.")
 

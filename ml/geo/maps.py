@@ -37,3 +37,29 @@ def world_map_png(lat, lon, groups=None, countries=None, title: str = "", size=(
     fig.savefig(buf, format="png")
     plt.close(fig)
     return buf.getvalue()
+
+
+def cells_map_png(cells, countries=None, title: str = "", size=(8, 4.2)) -> bytes:
+    """Geocell polygons in random colours with their centroids, over country outlines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=size, dpi=90)
+    if countries is not None:
+        countries.boundary.plot(ax=ax, linewidth=0.3, color="#888888")
+    rng = np.random.default_rng(0)
+    colours = rng.uniform(0.2, 0.95, (len(cells), 3))
+    cells.plot(ax=ax, color=colours, linewidth=0.1, edgecolor="white")
+    ax.scatter(cells["centroid_lon"], cells["centroid_lat"], s=1, c="black", linewidths=0)
+    ax.set_xlim(-180, 180)
+    ax.set_ylim(-60, 85)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()

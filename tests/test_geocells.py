@@ -1,0 +1,140 @@
+"""Semantic geocells: invariants on synthetic points over the real Natural Earth layers."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import shapely
+
+from ml.geo.boundaries import AdminIndex, locate
+from ml.geo.geocells import (
+    GeocellIndex,
+    GeocellsConfig,
+    OpticsConfig,
+    balance_groups,
+    build_geocells,
+    check_geocells,
+)
+from ml.geo.reference import ReferenceData
+from ml.paths import Paths
+from ml.store import read_table
+
+REPO = Path(__file__).resolve().parents[1]
+CFG = GeocellsConfig(
+    min_cell_size=8, max_cell_size=20, optics=OpticsConfig(4, 0.05, 4, 100.0), adjacency_deg=0.02, workers=1
+)
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return ReferenceData(REPO / "data" / "reference")
+
+
+@pytest.fixture(scope="module")
+def points(reference):
+    """Clusters in France (dense around Paris), Belgium, 3 points in Luxembourg, 1 in Monaco."""
+    rng = np.random.default_rng(0)
+    centres = [(48.86, 2.35, 120, 0.3), (45.76, 4.84, 40, 0.5), (43.3, 5.4, 30, 0.6), (47.2, -1.55, 12, 0.4)]
+    centres += [(50.85, 4.35, 30, 0.4), (49.61, 6.13, 3, 0.05), (43.7384, 7.4246, 1, 0.0)]
+    lat, lon = [], []
+    for la, lo, n, spread in centres:
+        lat += list(la + rng.normal(0, spread, n))
+        lon += list(lo + rng.normal(0, spread, n))
+    lat, lon = np.array(lat), np.array(lon)
+    admin = locate(lat, lon, AdminIndex.build(reference.admin0, reference.admin1), 10)
+    keep = admin["on_land"].to_numpy()
+    frame = pd.DataFrame({"id": [f"p{i}" for i in range(len(lat))], "lat": lat, "lon": lon})
+    return pd.concat([frame, admin], axis=1)[keep].reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def cells(points, reference):
+    return build_geocells(points, reference.admin0, reference.admin1, CFG)
+
+
+def test_invariants_hold(cells, points):
+    assert check_geocells(cells, points, CFG) == {
+        "points_without_cell": 0,
+        "points_in_several_cells": 0,
+        "cells_below_min": 0,
+        "cells_above_max": 0,
+        "overlapping_cell_pairs": 0,
+        "cells_across_borders": 0,
+        "split_children_not_covering_parent": 0,
+        "lookup_disagrees_with_assignment": 0,
+    }
+    assert cells.assignments["id"].tolist() == points["id"].tolist()
+
+
+def test_small_countries_are_single_cells_and_the_only_small_ones(cells):
+    c = cells.cells
+    small = c[c["n_points"] < CFG.min_cell_size]
+    assert set(small["kind"]) == {"country"}
+    assert set(small["country"]) >= {"LUX", "MCO"}
+    assert len(c[c["country"] == "LUX"]) == 1
+    assert c["n_points"].max() <= CFG.max_cell_size
+    assert (c["kind"] == "split").any()  # Paris had to be split
+
+
+def test_centroid_is_the_spherical_mean(cells):
+    a = cells.assignments.merge(cells.cells[["cell_id", "centroid_lat", "centroid_lon"]], on="cell_id")
+    for _, group in a.groupby("cell_id"):
+        lat = np.radians(group["lat"])
+        lon = np.radians(group["lon"])
+        v = np.stack([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)], 1).mean(0)
+        assert np.isclose(np.degrees(np.arctan2(v[1], v[0])), group["centroid_lon"].iloc[0], atol=1e-6)
+
+
+def test_centroid_across_the_antimeridian():
+    from ml.geo.geocells import _centroid
+    from ml.geo.haversine import to_unit_xyz
+
+    c = _centroid(to_unit_xyz([-17.0, -17.0], [179.0, -179.0]).sum(0))
+    assert abs(abs(np.degrees(np.arctan2(c[1], c[0]))) - 180.0) < 1e-6  # not 0
+
+
+def test_deterministic(points, reference, cells):
+    again = build_geocells(points, reference.admin0, reference.admin1, CFG)
+    assert again.assignments.equals(cells.assignments)
+    assert again.cells.drop(columns="geometry").equals(cells.cells.drop(columns="geometry"))
+    assert all(shapely.equals(a, b) for a, b in zip(again.cells["geometry"], cells.cells["geometry"]))
+
+
+def test_lookup_agrees_with_the_polygons(cells):
+    rng = np.random.default_rng(1)
+    lat, lon = rng.uniform(42, 52, 3000), rng.uniform(-2, 8, 3000)
+    found = GeocellIndex.from_geocells(cells).lookup(lat, lon)
+    geoms = cells.cells["geometry"].to_numpy()
+    inside = shapely.intersects(geoms[:, None], shapely.points(lon, lat)[None, :])  # (cells, points)
+    one = inside.sum(0) == 1
+    assert one.sum() > 500
+    assert (found[one] == inside[:, one].argmax(0)).all()
+
+
+def test_balance_keeps_bounds_and_identical_sites_together():
+    rng = np.random.default_rng(2)
+    xy = rng.normal(0, 50, (400, 2))
+    w = rng.integers(1, 4, 400)
+    w[7] = 25  # a heavy site (many photos at one spot)
+    labels = balance_groups(rng.integers(0, 30, 400), xy, w, 30, 60)
+    sizes = np.bincount(labels, weights=w)[np.unique(labels)]
+    assert sizes.min() >= 30 and sizes.max() <= 60
+
+
+def test_bounds_must_allow_a_split():
+    with pytest.raises(ValueError, match="2 \\* min_cell_size - 1"):
+        GeocellsConfig(30, 50, OpticsConfig(5, 0.05, 5, 100), 0.02, 1)
+
+
+def test_geocells_smoke(smoke_chain):
+    root, result = smoke_chain
+    paths = Paths(root)
+    meta = result.asset_materializations_for_node("geocells")[0].metadata
+    assert set(meta["violations"].value.values()) == {0}
+    cells = read_table(paths.asset_db("geocells"), "cells")
+    assignments = read_table(paths.asset_db("geocells"), "assignments")
+    train = read_table(paths.asset_db("enriched_locations"), "locations", "WHERE split = 'train'")
+    assert sorted(assignments["id"]) == sorted(train["id"]) and (assignments["cell_id"] >= 0).all()
+    assert (paths.asset_dir("geocells") / "geocells.parquet").exists()
+    assert meta["cells"].value == len(cells)
