@@ -8,9 +8,10 @@ from assets.captions import captions
 from assets.geocells import geocells
 from assets.images import location_images
 from assets.locations import enriched_locations, raw_locations
+from assets.models import streetclip
 from orchestration.resources import RoostResource
 
-ASSETS = [raw_locations, enriched_locations, location_images, captions, geocells]
+ASSETS = [raw_locations, enriched_locations, location_images, captions, geocells, streetclip]
 
 roost_chain = dg.define_asset_job("roost_chain", selection=dg.AssetSelection.all(), description="The whole chain.")
 

@@ -4,7 +4,7 @@ import dagster as dg
 
 from orchestration.definitions import defs
 
-CHAIN = {"raw_locations", "enriched_locations", "location_images", "captions", "geocells"}
+CHAIN = {"raw_locations", "enriched_locations", "location_images", "captions", "geocells", "streetclip"}
 
 
 def test_definitions_load():
