@@ -5,11 +5,16 @@ import json
 import dagster as dg
 
 from assets.captions import captions
+from assets.geocells import geocells
 from assets.images import location_images
+from assets.locations import enriched_locations
 from assets.metadata import png
+from ml.geo.geocells import GeocellIndex, load_geocells
+from ml.models.geocell import save_geocell_model
 from ml.store import read_table
 from ml.train.common import curves_png
 from ml.train.contrastive import StreetclipConfig, train_streetclip
+from ml.train.geocell import GeocellModelConfig, train_geocell_model
 from orchestration.resources import RoostResource
 
 
@@ -40,5 +45,44 @@ def streetclip(context: dg.AssetExecutionContext, roost: RoostResource) -> dg.Ma
             "images_per_s": round(result.images_per_s, 1),
             "loss_curve": png(curve, "loss"),
             "path": dg.MetadataValue.path(str(out / "model")),
+        }
+    )
+
+
+@dg.asset(group_name="models", kinds={"pytorch"}, deps=[streetclip, geocells, location_images, enriched_locations])
+def geocell_model(context: dg.AssetExecutionContext, roost: RoostResource) -> dg.MaterializeResult:
+    """The geocell classifier: streetclip's last layer(s) + cell head + multi-task heads."""
+    paths, cfg = roost.paths(), roost.config(GeocellModelConfig)
+    cells = load_geocells(paths.asset_dir("geocells"))
+    index = GeocellIndex.from_geocells(cells)
+    result = train_geocell_model(
+        read_table(paths.asset_db("enriched_locations"), "locations"),
+        read_table(paths.asset_db("location_images"), "images"),
+        paths.asset_dir("location_images") / "shards",
+        cells.cells,
+        dict(zip(cells.assignments["id"].astype(str), cells.assignments["cell_id"])),
+        index.lookup,
+        paths.asset_dir("streetclip") / "model",
+        cfg,
+    )
+    out = save_geocell_model(result.model, paths.asset_dir("geocell_model") / "model")
+    (out.parent / "metrics.json").write_text(json.dumps(result.metrics, indent=2))
+    curve = curves_png(result.history, "geocell_model", xlabel="epoch")
+    (out.parent / "curves.png").write_bytes(curve)
+    val = result.metrics["val"]
+    context.log.info(f"val {val}; untrained {result.metrics['val_untrained']}")
+    return dg.MaterializeResult(
+        metadata={
+            "val_top1": val.get("top1", 0.0),
+            "val_top5": val.get("top5", 0.0),
+            "val_median_km": val.get("median_km", 0.0),
+            "val": dg.MetadataValue.json(val),
+            "val_untrained": dg.MetadataValue.json(result.metrics["val_untrained"]),
+            "val_most_frequent_cell_top1": result.metrics["val_most_frequent_cell_top1"],
+            "epochs_run": result.metrics["epochs_run"],
+            "cells": result.metrics["cells"],
+            "seconds": round(result.seconds, 1),
+            "curves": png(curve, "training curves"),
+            "path": dg.MetadataValue.path(str(out)),
         }
     )

@@ -4,7 +4,17 @@ import dagster as dg
 
 from orchestration.definitions import defs
 
-CHAIN = {"raw_locations", "enriched_locations", "location_images", "captions", "geocells", "streetclip"}
+CHAIN = {
+    "raw_locations",
+    "enriched_locations",
+    "location_images",
+    "captions",
+    "geocells",
+    "streetclip",
+    "geocell_model",
+    "prototypes",
+    "model_bundle",
+}
 
 
 def test_definitions_load():

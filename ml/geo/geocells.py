@@ -590,3 +590,17 @@ def oracle_distances(g: Geocells, lat, lon) -> np.ndarray:
     cells = GeocellIndex.from_geocells(g).lookup(lat, lon)
     centre = g.cells.set_index("cell_id").loc[cells]
     return haversine_km(lat, lon, centre["centroid_lat"].to_numpy(), centre["centroid_lon"].to_numpy())
+
+
+def load_geocells(folder) -> Geocells:
+    """Geocells as the geocells asset wrote them (GeoParquet cells + DuckDB assignments)."""
+    from pathlib import Path
+
+    import geopandas as gpd
+
+    from ml.store import read_table
+
+    folder = Path(folder)
+    cells = pd.DataFrame(gpd.read_parquet(folder / "geocells.parquet"))
+    cells["geometry"] = cells["geometry"].to_numpy()
+    return Geocells(cells=cells, assignments=read_table(folder / "geocells.duckdb", "assignments"))

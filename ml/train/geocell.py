@@ -1,0 +1,308 @@
+"""Training the geocell classifier (``ml.models.geocell``) on locations and their views.
+
+A location's embedding is the mean of its first ``views`` views' embeddings (0 = all), at
+training and evaluation alike. The frozen trunk's outputs are computed once per view and kept
+in memory (``cache_trunk``; about 33 KB a view for ``tiny``, far more for ViT-L, where it is
+off), so an epoch runs only the trainable top layers and the heads. Model selection on val
+geocell top-1, with early stopping after ``patience`` epochs without improvement.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import ClassVar, Literal
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from ml.data.images import ImageStore
+from ml.geo.haversine import haversine_km
+from ml.models.backbone import load_backbone, location_embedding, pick_device, preprocess
+from ml.models.geocell import (
+    GeocellModel,
+    GeocellModelSpec,
+    masked_cross_entropy,
+    masked_mse,
+    smooth_targets,
+    soft_cross_entropy,
+)
+from ml.train.common import autocast, seed_everything, warmup_cosine
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AuxWeights:
+    koppen: float
+    landcover: float
+    elevation: float
+    population: float
+    month: float
+
+
+@dataclass(frozen=True)
+class GeocellModelConfig:
+    SECTION: ClassVar[str] = "geocell_model"
+
+    views: int  # views averaged per location, training and evaluation (0 = all)
+    trainable_layers: int  # last transformer layers of the vision tower that train
+    head: Literal["linear", "mlp"]
+    head_hidden: int
+    labels: Literal["haversine", "one_hot"]
+    tau_km: float
+    aux: AuxWeights  # 0 switches a head off
+    epochs: int
+    batch_size: int  # locations per batch
+    lr: float
+    weight_decay: float
+    warmup_fraction: float
+    patience: int  # early stopping: epochs without a better val top-1
+    seed: int
+    device: str
+    threads: int
+    cache_trunk: bool
+
+
+@dataclass
+class Targets:
+    """Per-location training targets, aligned with a location list."""
+
+    cell: np.ndarray
+    koppen: np.ndarray
+    landcover: np.ndarray
+    elevation: np.ndarray
+    population: np.ndarray
+    month: np.ndarray
+
+
+def build_targets(locations: pd.DataFrame, cell: np.ndarray, stats: dict) -> Targets:
+    def ints(column: str, offset: int) -> np.ndarray:
+        v = pd.to_numeric(locations[column], errors="coerce").to_numpy(np.float64)
+        return np.where(np.isfinite(v), v - offset, -1).astype(np.int64)
+
+    elevation = (locations["elevation_m"].to_numpy(np.float64) - stats["elevation_mean"]) / stats["elevation_std"]
+    population = np.log1p(locations["population_density"].to_numpy(np.float64))
+    population = (population - stats["population_mean"]) / stats["population_std"]
+    return Targets(
+        cell=cell.astype(np.int64),
+        koppen=ints("koppen_id", 1),
+        landcover=ints("landcover", 0),
+        elevation=elevation,
+        population=population,
+        month=ints("month", 1),
+    )
+
+
+def regression_stats(train: pd.DataFrame) -> dict[str, float]:
+    pop = np.log1p(train["population_density"].to_numpy(np.float64))
+    elev = train["elevation_m"].to_numpy(np.float64)
+    return {
+        "elevation_mean": float(elev.mean()),
+        "elevation_std": float(elev.std() or 1.0),
+        "population_mean": float(pop.mean()),
+        "population_std": float(pop.std() or 1.0),
+    }
+
+
+def view_table(locations: pd.DataFrame, images: pd.DataFrame, views: int) -> tuple[np.ndarray, np.ndarray]:
+    """(n_locations, V) indices into ``images`` (-1 padding) and a mask, first ``views`` views."""
+    grouped = images.reset_index(drop=True).sort_values(["location_id", "view"]).groupby("location_id").indices
+    rows = [list(grouped.get(str(i), []))[: views or None] for i in locations["id"].astype(str)]
+    width = max([len(r) for r in rows] + [1])
+    index = np.full((len(rows), width), -1, dtype=np.int64)
+    for k, r in enumerate(rows):
+        index[k, : len(r)] = r
+    return index, index >= 0
+
+
+@dataclass
+class GeocellTrainResult:
+    model: GeocellModel
+    history: dict[str, list[float]]
+    metrics: dict
+    seconds: float
+
+
+def train_geocell_model(
+    locations: pd.DataFrame,
+    images: pd.DataFrame,
+    store_folder: Path,
+    cells: pd.DataFrame,
+    train_cell: dict[str, int],
+    lookup,
+    streetclip_folder: Path,
+    cfg: GeocellModelConfig,
+    progress: bool = True,
+) -> GeocellTrainResult:
+    """Train on the train split, select on val. ``train_cell`` maps train ids to their cells;
+    ``lookup(lat, lon)`` gives any location's cell."""
+    seed_everything(cfg.seed)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = pick_device(cfg.device)
+    clip, _, backbone = load_backbone(streetclip_folder)
+    aux = [name for name, w in asdict(cfg.aux).items() if w > 0]
+    has_views = locations["id"].astype(str).isin(set(images["location_id"].astype(str)))
+    train = locations[(locations["split"] == "train") & has_views].reset_index(drop=True)
+    val = locations[(locations["split"] == "val") & has_views].reset_index(drop=True)
+    train = train[train["id"].astype(str).isin(train_cell.keys())].reset_index(drop=True)
+    stats = regression_stats(train)
+    spec = GeocellModelSpec(
+        vision_config=clip.config.vision_config.to_dict(),
+        projection_dim=clip.config.projection_dim,
+        n_cells=len(cells),
+        head=cfg.head,
+        head_hidden=cfg.head_hidden,
+        trainable_layers=cfg.trainable_layers,
+        aux=aux,
+        backbone=asdict(backbone),
+        stats=stats,
+        views=cfg.views,
+    )
+    model = GeocellModel.from_clip(clip, spec).to(device)
+    model.freeze_trunk()
+    del clip
+
+    centroids = cells.sort_values("cell_id")[["centroid_lat", "centroid_lon"]].to_numpy(np.float64)
+    t_train = build_targets(train, np.array([train_cell[str(i)] for i in train["id"]]), stats)
+    t_val = build_targets(val, lookup(val["lat"].to_numpy(), val["lon"].to_numpy()), stats)
+    if cfg.labels == "haversine":
+        soft = smooth_targets(t_train.cell, train["lat"].to_numpy(), train["lon"].to_numpy(), centroids, cfg.tau_km)
+    else:
+        soft = np.eye(len(cells))[t_train.cell]
+    soft = torch.tensor(soft, dtype=torch.float32)
+
+    store = ImageStore(store_folder)
+    keys = images.reset_index(drop=True)["key"].to_numpy()
+    tr_index, tr_mask = view_table(train, images, cfg.views)
+    va_index, va_mask = view_table(val, images, cfg.views)
+    cache: dict[int, torch.Tensor] = {}
+
+    def hidden_for(view_rows: np.ndarray) -> torch.Tensor:
+        """Trunk outputs for image rows (cached when cache_trunk)."""
+        todo = [r for r in dict.fromkeys(view_rows.tolist()) if r not in cache]
+        out = {}
+        for i in range(0, len(todo), 256):
+            chunk = todo[i : i + 256]
+            pixels = preprocess([store.read(keys[r]) for r in chunk], backbone).to(device)
+            with torch.no_grad(), autocast(device):
+                h = model.trunk(pixels).float()
+            for r, hr in zip(chunk, h):
+                out[r] = hr.cpu() if cfg.cache_trunk else hr
+        if cfg.cache_trunk:
+            cache.update(out)
+            out = cache
+        return torch.stack([out[r] for r in view_rows.tolist()]).to(device)
+
+    def forward(index: np.ndarray, mask: np.ndarray) -> dict[str, torch.Tensor]:
+        b, v = index.shape
+        flat = np.where(mask, index, index[:, :1]).ravel()
+        with autocast(device):
+            emb = model.top(hidden_for(flat)).float().view(b, v, -1)
+        return model.heads(location_embedding(emb, torch.from_numpy(mask).to(device)))
+
+    def loss_of(out, t: Targets, rows: np.ndarray, soft_rows: torch.Tensor | None) -> torch.Tensor:
+        loss = soft_cross_entropy(out["cells"], soft_rows.to(device))
+        weights = asdict(cfg.aux)
+        for name in aux:
+            target = torch.from_numpy(getattr(t, name)[rows]).to(device)
+            if name in ("elevation", "population"):
+                loss = loss + weights[name] * masked_mse(out[name], target.float())
+            else:
+                loss = loss + weights[name] * masked_cross_entropy(out[name], target)
+        return loss
+
+    @torch.no_grad()
+    def evaluate(index, mask, t: Targets, frame: pd.DataFrame) -> dict[str, float]:
+        model.eval()
+        logits, aux_out = [], {n: [] for n in aux}
+        for i in range(0, len(index), 256):
+            out = forward(index[i : i + 256], mask[i : i + 256])
+            logits.append(out["cells"].cpu())
+            for n in aux:
+                aux_out[n].append(out[n].cpu())
+        if not logits:
+            return {}
+        logits = torch.cat(logits)
+        top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices.numpy()
+        guess = top5[:, 0]
+        d = haversine_km(frame["lat"], frame["lon"], centroids[guess, 0], centroids[guess, 1])
+        metrics = {
+            "top1": float(np.mean(guess == t.cell)),
+            "top5": float(np.mean((top5 == t.cell[:, None]).any(1))),
+            "median_km": float(np.median(d)),
+        }
+        for n in aux:
+            pred = torch.cat(aux_out[n]).numpy()
+            target = getattr(t, n)
+            known = np.isfinite(target) if n in ("elevation", "population") else target >= 0
+            if not known.any():
+                continue  # e.g. no capture month known: no metric rather than a made-up 0
+            if n in ("elevation", "population"):
+                scale = stats[f"{n}_std"]
+                metrics[f"{n}_mae"] = float(np.mean(np.abs(pred[known] - target[known])) * scale)
+            else:
+                metrics[f"{n}_accuracy"] = float(np.mean(pred[known].argmax(1) == target[known]))
+        return metrics
+
+    untrained = evaluate(va_index, va_mask, t_val, val)
+    counts = np.bincount(t_train.cell, minlength=len(cells))
+    most_frequent = float(np.mean(t_val.cell == counts.argmax())) if len(val) else 0.0
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    steps = max(1, -(-len(train) // cfg.batch_size)) * cfg.epochs
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = warmup_cosine(optimizer, int(cfg.warmup_fraction * steps), steps)
+    rng = np.random.default_rng(cfg.seed)
+    history: dict[str, list[float]] = {"train_loss": [], "val_top1": [], "val_top5": []}
+    best, best_state, best_metrics, stale = -1.0, None, untrained, 0
+    start = time.perf_counter()
+    for epoch in range(cfg.epochs):
+        model.train()
+        order = rng.permutation(len(train))
+        total = 0.0
+        batches = range(0, len(order), cfg.batch_size)
+        for i in tqdm(
+            batches, desc=f"geocell_model epoch {epoch + 1}/{cfg.epochs}", disable=not progress, mininterval=5
+        ):
+            rows = order[i : i + cfg.batch_size]
+            out = forward(tr_index[rows], tr_mask[rows])
+            loss = loss_of(out, t_train, rows, soft[rows])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            scheduler.step()
+            total += loss.item() * len(rows)
+        metrics = evaluate(va_index, va_mask, t_val, val)
+        history["train_loss"].append(total / max(1, len(train)))
+        history["val_top1"].append(metrics.get("top1", 0.0))
+        history["val_top5"].append(metrics.get("top5", 0.0))
+        log.info("epoch %d: loss %.4f val %s", epoch + 1, history["train_loss"][-1], metrics)
+        if metrics.get("top1", 0.0) > best:
+            best, best_metrics, stale = metrics.get("top1", 0.0), metrics, 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            stale += 1
+            if stale >= cfg.patience:
+                break
+    seconds = time.perf_counter() - start
+    store.close()
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.to("cpu").eval()
+    metrics = {
+        "val": best_metrics,
+        "val_untrained": untrained,
+        "val_most_frequent_cell_top1": most_frequent,
+        "epochs_run": len(history["train_loss"]),
+        "train_locations": len(train),
+        "val_locations": len(val),
+        "cells": len(cells),
+    }
+    return GeocellTrainResult(model=model, history=history, metrics=metrics, seconds=seconds)

@@ -1,0 +1,97 @@
+"""geocell_model: label smoothing, losses, frozen layers, and training on the smoke chain."""
+
+import numpy as np
+import pytest
+import torch
+
+from ml.geo.haversine import haversine_km
+from ml.models.backbone import BackboneSpec, build_model
+from ml.models.geocell import (
+    GeocellModel,
+    GeocellModelSpec,
+    load_geocell_model,
+    masked_cross_entropy,
+    smooth_labels,
+    soft_cross_entropy,
+)
+from ml.paths import Paths
+
+PARIS, LONDON, BERLIN = (48.8566, 2.3522), (51.5074, -0.1278), (52.52, 13.405)
+
+
+def test_smooth_labels_by_hand():
+    centroids = np.array([PARIS, LONDON, BERLIN])
+    x = np.array([49.0]), np.array([2.5])  # near Paris, true cell Paris
+    y = smooth_labels(np.array([0]), *x, centroids, tau_km=75.0)
+    d = haversine_km(49.0, 2.5, centroids[:, 0], centroids[:, 1])
+    assert y[0, 0] == pytest.approx(1.0)
+    assert y[0, 1] == pytest.approx(np.exp(-(d[1] - d[0]) / 75.0))
+    assert y[0, 2] == pytest.approx(np.exp(-(d[2] - d[0]) / 75.0))
+    # Paris-London is about 343.5 km: London's weight for a point at Paris is exp(-343.5 / 75)
+    y = smooth_labels(np.array([0]), np.array([PARIS[0]]), np.array([PARIS[1]]), centroids, 75.0)
+    assert y[0, 1] == pytest.approx(np.exp(-343.5 / 75.0), rel=0.01)
+    # A true cell farther than another centroid: that other centroid weighs more than 1.
+    y = smooth_labels(np.array([2]), np.array([PARIS[0]]), np.array([PARIS[1]]), centroids, 75.0)
+    assert y[0, 2] == pytest.approx(1.0) and y[0, 0] > 1.0
+
+
+def test_one_hot_targets_reduce_to_cross_entropy():
+    torch.manual_seed(0)
+    logits = torch.randn(5, 7)
+    target = torch.tensor([0, 3, 6, 2, 2])
+    one_hot = torch.nn.functional.one_hot(target, 7).float()
+    assert torch.allclose(soft_cross_entropy(logits, one_hot), torch.nn.functional.cross_entropy(logits, target))
+
+
+def test_masked_month_loss_ignores_unknown_months():
+    logits = torch.randn(4, 12)
+    target = torch.tensor([3, -1, 7, -1])
+    expected = torch.nn.functional.cross_entropy(logits[[0, 2]], target[[0, 2]])
+    assert torch.allclose(masked_cross_entropy(logits, target), expected)
+    changed = logits.clone()
+    changed[[1, 3]] += 100.0  # rows with unknown months do not matter
+    assert torch.allclose(masked_cross_entropy(changed, target), expected)
+
+
+def test_only_the_last_layers_train():
+    clip = build_model(BackboneSpec.named("tiny"))
+    spec = GeocellModelSpec(
+        clip.config.vision_config.to_dict(), clip.config.projection_dim, 5, "linear", 8, 1, ["koppen"], {}, {}, 0
+    )
+    model = GeocellModel.from_clip(clip, spec)
+    model.freeze_trunk()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    pixels = torch.randn(4, 3, 64, 64)
+    out = model.heads(model.embed_views(pixels))
+    (out["cells"].sum() + out["koppen"].sum()).backward()
+    opt.step()
+    after = model.state_dict()
+    last = f"vision.encoder.layers.{len(model.vision.encoder.layers) - 1}."
+    for name, value in before.items():
+        moved = not torch.equal(value, after[name])
+        trainable = name.startswith((last, "vision.post_layernorm", "projection", "cell_head", "aux_heads"))
+        assert moved == trainable, name
+    assert torch.allclose(model.embed_views(pixels[:1]), model.top(model.trunk(pixels[:1])))
+
+
+def test_geocell_model_smoke(smoke_chain):
+    root, result = smoke_chain
+    meta = result.asset_materializations_for_node("geocell_model")[0].metadata
+    val = meta["val"].value
+    assert val["top1"] > meta["val_untrained"].value["top1"]
+    assert val["top1"] > meta["val_most_frequent_cell_top1"].value
+    model = load_geocell_model(Paths(root).asset_dir("geocell_model") / "model")
+    assert model.spec.n_cells == meta["cells"].value
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_smooth_targets_normalise_stably_far_from_the_centroid():
+    from ml.models.geocell import smooth_targets
+
+    centroids = np.array([PARIS, LONDON, (-33.87, 151.21)])
+    lat, lon = np.array([60.0, 49.0]), np.array([100.0, 2.5])  # Siberia, "true" cell Sydney: 10,000 km off
+    p = smooth_targets(np.array([2, 0]), lat, lon, centroids, 75.0)
+    assert np.isfinite(p).all() and np.allclose(p.sum(1), 1.0)
+    raw = smooth_labels(np.array([0]), lat[1:], lon[1:], centroids, 75.0)
+    assert np.allclose(p[1], raw[0] / raw[0].sum())
