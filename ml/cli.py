@@ -46,6 +46,76 @@ def _render(args: argparse.Namespace) -> int:
     return 0
 
 
+def _predict(args: argparse.Namespace) -> int:
+    """Geolocate images with a bundle; exit 1 when any input failed, 2 when nothing could run."""
+    import json
+    from pathlib import Path
+
+    from ml.bundle import BundleError
+    from ml.predict import Geolocator, collect_items, explain, explain_png, map_png, to_geojson, to_rows
+
+    try:
+        geo = Geolocator(args.bundle, device=args.device, threads=args.threads)
+    except BundleError as e:
+        print(f"roost: error: {e}", file=sys.stderr)
+        return 2
+    if geo.image_domain != "photos":
+        print(
+            f"roost: warning: this model was trained on {geo.image_domain}, not on photos; "
+            "its guesses for other images carry no meaning",
+            file=sys.stderr,
+        )
+    try:
+        items = collect_items(args.paths, args.group_views)
+    except ValueError as e:
+        print(f"roost: error: {e}", file=sys.stderr)
+        return 2
+    results = geo.predict_items(items, batch_size=args.batch_size, progress=len(items) > 20 and sys.stderr.isatty())
+    if args.format == "json":
+        text = json.dumps(results, indent=2, ensure_ascii=False)
+    elif args.format == "geojson":
+        text = json.dumps(to_geojson(results), indent=2, ensure_ascii=False)
+    elif args.format == "csv":
+        text = to_rows(results).to_csv(index=False)
+    else:
+        text = _table(results)
+    if args.output:
+        Path(args.output).write_text(text + "\n")
+    else:
+        print(text)
+    if args.map:
+        import geopandas as gpd
+
+        countries = gpd.read_parquet(Path(args.bundle) / "reference" / "admin0_naturalearth_10m.parquet")
+        Path(args.map).write_bytes(map_png(results, countries))
+    if args.explain:
+        from ml.data.images import load_image
+
+        first = next((it for it, r in zip(items, results) if "error" not in r), None)
+        if first is not None:
+            image = load_image(first.paths[0], 89_478_485)
+            heat = explain(geo.model, geo.spec, image)
+            from ml.models.backbone import preprocess
+
+            shown = preprocess([image], geo.spec)[0].permute(1, 2, 0).numpy() * geo.spec.image_std + geo.spec.image_mean
+            Path(args.explain).write_bytes(explain_png((shown.clip(0, 1) * 255).astype("uint8"), heat, first.name))
+    return 1 if any("error" in r for r in results) else 0
+
+
+def _table(results: list[dict]) -> str:
+    lines = [f"{'input':40} {'lat':>9} {'lon':>10} {'country':8} {'admin1':24} {'radius_km':>9}"]
+    for r in results:
+        name = r["input"][-40:]
+        if "error" in r:
+            lines.append(f"{name:40} error: {r['error']}")
+        else:
+            lines.append(
+                f"{name:40} {r['lat']:9.4f} {r['lon']:10.4f} {str(r['country'] or '-'):8} "
+                f"{str(r['admin1'] or '-')[:24]:24} {r['radius_km']:9.1f}"
+            )
+    return "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="roost", description="Roost: image geolocation, PIGEON-style.")
     parser.add_argument("--version", action="version", version=f"roost {__version__}")
@@ -60,6 +130,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", type=int, default=2)
     p.add_argument("--params", default="params.yaml")
     p.set_defaults(func=_render)
+    p = sub.add_parser("predict", help="geolocate images with a model bundle")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="image files, folders, or manifests (.csv/.parquet)")
+    p.add_argument("--bundle", default="data/model_bundle/bundle", help="a model_bundle folder")
+    p.add_argument("--format", choices=["table", "json", "csv", "geojson"], default="table")
+    p.add_argument("--group-views", action="store_true", help="average the views of one folder / manifest id")
+    p.add_argument("--map", metavar="PNG", help="write the guesses and top cells on a world map")
+    p.add_argument("--explain", metavar="PNG", help="write the attention rollout of the first image")
+    p.add_argument("--output", metavar="FILE", help="write the results here instead of standard output")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--threads", type=int, default=0)
+    p.set_defaults(func=_predict)
     return parser
 
 

@@ -1,0 +1,96 @@
+"""roost predict on the smoke bundle: formats, per-input errors, grouping, explanations."""
+
+import csv
+import io
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ml.cli import main
+from ml.paths import Paths
+from ml.predict import Geolocator, Item, attention_rollout, explain
+
+
+@pytest.fixture(scope="module")
+def bundle(smoke_chain):
+    root, _ = smoke_chain
+    return Paths(root).asset_dir("model_bundle") / "bundle"
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    d = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 255, (90, 120, 3), dtype=np.uint8)).save(d / f"good{i}.jpg")
+    good = (d / "good0.jpg").read_bytes()
+    (d / "truncated.jpg").write_bytes(good[: len(good) // 3])
+    (d / "notes.txt").write_text("not an image")
+    return d
+
+
+def run_cli(capsys, *args):
+    code = main(["predict", *args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_json_with_per_input_errors(bundle, photos, capsys):
+    files = [photos / "good0.jpg", photos / "truncated.jpg", photos / "good1.jpg", photos / "notes.txt"]
+    code, out, err = run_cli(capsys, "--bundle", str(bundle), "--format", "json", *map(str, files))
+    results = json.loads(out)
+    assert code == 1 and "not on photos" in err
+    assert [r["input"] for r in results] == list(map(str, files))
+    assert "error" in results[1] and "corrupt or truncated" in results[1]["error"]
+    assert "error" in results[3] and "unsupported" in results[3]["error"]
+    for r in (results[0], results[2]):
+        assert -90 <= r["lat"] <= 90 and -180 <= r["lon"] <= 180
+        assert {"country", "admin1", "radius_km", "top_cells"} <= set(r)
+        assert r["radius_km"] >= 0 and abs(sum(c["probability"] for c in r["top_cells"])) <= 1.0001
+
+
+def test_csv_geojson_and_table(bundle, photos, capsys):
+    good = [str(photos / "good0.jpg"), str(photos / "good1.jpg")]
+    code, out, _ = run_cli(capsys, "--bundle", str(bundle), "--format", "csv", *good)
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert code == 0 and len(rows) == 2 and {"input", "lat", "lon", "country", "radius_km"} <= set(rows[0])
+    code, out, _ = run_cli(capsys, "--bundle", str(bundle), "--format", "geojson", *good)
+    fc = json.loads(out)
+    assert fc["type"] == "FeatureCollection" and len(fc["features"]) == 2
+    assert fc["features"][0]["geometry"]["type"] == "Point" and len(fc["features"][0]["geometry"]["coordinates"]) == 2
+    code, out, _ = run_cli(capsys, "--bundle", str(bundle), str(photos))  # a folder, as a table
+    assert code == 1 and "good2.jpg" in out and "error" in out
+
+
+def test_missing_bundle_is_one_clear_message(tmp_path, photos, capsys):
+    code, out, err = run_cli(capsys, "--bundle", str(tmp_path / "none"), str(photos / "good0.jpg"))
+    assert code == 2 and "no such bundle folder" in err and out == ""
+
+
+def test_a_group_of_identical_images_equals_one_image(bundle, photos):
+    geo = Geolocator(bundle)
+    one = geo.predict_items([Item("one", [photos / "good0.jpg"])])[0]
+    group = geo.predict_items([Item("group", [photos / "good0.jpg"] * 3)])[0]
+    assert group["views"] == 3
+    assert (one["lat"], one["lon"]) == (group["lat"], group["lon"])
+    assert [c["probability"] for c in one["top_cells"]] == [c["probability"] for c in group["top_cells"]]
+
+
+def test_rollout_highlights_a_planted_patch():
+    tokens, planted = 17, 5  # class token + 16 patches
+    attentions = []
+    for _ in range(4):
+        a = torch.full((1, 2, tokens, tokens), 1.0)
+        a[:, :, :, planted + 1] = 40.0  # every token attends mostly to the planted patch
+        attentions.append(a / a.sum(-1, keepdim=True))
+    heat = attention_rollout(attentions)[0]
+    assert torch.isclose(heat.sum(), torch.tensor(1.0)) and int(heat.argmax()) == planted
+
+
+def test_explain_map_sums_to_one(bundle, photos):
+    geo = Geolocator(bundle)
+    heat = explain(geo.model, geo.spec, np.asarray(Image.open(photos / "good0.jpg")))
+    assert heat.shape == (8, 8) and np.isclose(heat.sum(), 1.0) and (heat >= 0).all()

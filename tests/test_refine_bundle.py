@@ -1,0 +1,100 @@
+"""Prototype refinement on constructed cases, prototypes on the smoke chain, the bundle."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from ml.bundle import BundleError, verify_bundle
+from ml.geo.haversine import haversine_km
+from ml.paths import Paths
+from ml.refine.prototypes import Prototypes, PrototypesConfig, build_prototypes
+from ml.refine.refine import RefineConfig, refine_guess
+
+CENTROIDS = np.array([[48.85, 2.35], [51.5, -0.12], [40.4, -3.7]])  # Paris, London, Madrid
+
+
+def protos():
+    # Cell 0 has two prototypes (Lille-ish and Lyon-ish), cell 1 one (Manchester-ish).
+    emb = np.array([[1.0, 0.0], [0.0, 1.0], [5.0, 5.0]], np.float32)
+    return Prototypes(emb, np.array([50.6, 45.75, 53.48]), np.array([3.06, 4.84, -2.24]), np.array([0, 0, 1]), [])
+
+
+def cfg(**kw):
+    return RefineConfig(**({"enabled": True, "top_k": 5, "temperature": 1.0, "max_move_km": 1000.0} | kw))
+
+
+def test_picks_the_nearest_prototype_in_the_top_cell():
+    probs = np.array([[0.9, 0.08, 0.02]])
+    g = refine_guess(probs, np.array([[0.1, 0.9]]), CENTROIDS, protos(), cfg())
+    assert (g.lat[0], g.lon[0]) == (45.75, 4.84) and g.prototype[0] == 1
+    g = refine_guess(probs, np.array([[0.9, 0.1]]), CENTROIDS, protos(), cfg())
+    assert g.prototype[0] == 0
+
+
+def test_a_close_prototype_in_a_lower_cell_can_win():
+    probs = np.array([[0.5, 0.45, 0.05]])
+    g = refine_guess(probs, np.array([[5.0, 5.0]]), CENTROIDS, protos(), cfg(temperature=0.1))
+    assert g.prototype[0] == 2  # Manchester's prototype matches exactly, its cell nearly as likely
+
+
+def test_k1_chooses_within_the_top_cell():
+    probs = np.array([[0.5, 0.45, 0.05]])
+    g = refine_guess(probs, np.array([[5.0, 5.0]]), CENTROIDS, protos(), cfg(top_k=1, temperature=0.1))
+    assert g.prototype[0] in (0, 1) and g.top_cells.shape == (1, 1)
+
+
+def test_the_cap_cancels_a_far_move():
+    probs = np.array([[0.9, 0.08, 0.02]])
+    far = haversine_km(48.85, 2.35, 45.75, 4.84)
+    g = refine_guess(probs, np.array([[0.1, 0.9]]), CENTROIDS, protos(), cfg(max_move_km=far - 1))
+    assert g.cancelled[0] and (g.lat[0], g.lon[0]) == (48.85, 2.35) and g.prototype[0] == -1
+
+
+def test_without_prototypes_the_centroid_stands():
+    probs = np.array([[0.1, 0.7, 0.2]])
+    g = refine_guess(probs, np.array([[0.0, 0.0]]), CENTROIDS, protos(), cfg(enabled=False))
+    assert (g.lat[0], g.lon[0]) == (51.5, -0.12)
+
+
+def test_build_prototypes_clusters_within_cells():
+    rng = np.random.default_rng(0)
+    a = rng.normal([48.0, 2.0], 0.05, (10, 2))
+    b = rng.normal([45.0, 5.0], 0.05, (10, 2))
+    pts = np.vstack([a, b, [[40.0, -3.0], [40.1, -3.1]]])
+    cell = np.array([0] * 20 + [1, 1])
+    emb = np.vstack([np.ones((10, 4)), -np.ones((10, 4)), np.zeros((2, 4))]).astype(np.float32)
+    ids = np.array([f"p{i}" for i in range(22)])
+    p, _ = build_prototypes(ids, pts[:, 0], pts[:, 1], cell, emb, PrototypesConfig(3, 0.15, 1, 64))
+    assert sorted(p.cell.tolist()) == [0, 0, 1]  # two clusters in cell 0; cell 1 too small: one
+    first = np.flatnonzero(p.cell == 0)
+    assert sorted(np.round(p.embeddings[first, 0]).tolist()) == [-1.0, 1.0]
+    groups = [{int(i[1:]) < 10 for i in m} for m in p.members]
+    assert all(len(g) == 1 for g in groups)  # each prototype lies within one true cluster
+    assert sorted(len(m) for m in p.members)[0] == 2 and all(len(m) >= 3 for m in p.members[:2])
+
+
+def test_prototypes_and_bundle_smoke(smoke_chain, tmp_path):
+    root, result = smoke_chain
+    paths = Paths(root)
+    assert result.asset_materializations_for_node("prototypes")[0].metadata["prototypes"].value > 0
+    bundle = paths.asset_dir("model_bundle") / "bundle"
+    manifest = verify_bundle(bundle)
+    assert manifest["schema_version"] == 1 and "model/model.safetensors" in manifest["files"]
+    assert not list(bundle.rglob("*.pkl")) and not list(bundle.rglob("*.pt"))
+    assert "terrain renderings" in (bundle / "MODEL_CARD.md").read_text()
+
+    tampered = shutil.copytree(bundle, tmp_path / "tampered")
+    with open(tampered / "geocells.parquet", "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(BundleError, match="geocells.parquet does not match its checksum"):
+        verify_bundle(tampered)
+
+    future = shutil.copytree(bundle, tmp_path / "future")
+    m = json.loads((future / "manifest.json").read_text())
+    (future / "manifest.json").write_text(json.dumps(m | {"schema_version": 99}))
+    with pytest.raises(BundleError, match="schema version 99 is not supported"):
+        verify_bundle(future)
+    with pytest.raises(BundleError, match="no such bundle folder"):
+        verify_bundle(tmp_path / "nothing")
