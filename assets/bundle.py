@@ -29,11 +29,11 @@ from orchestration.resources import RoostResource
 def prototypes(context: dg.AssetExecutionContext, roost: RoostResource) -> dg.MaterializeResult:
     """Per geocell, OPTICS clusters of the training locations: mean embedding and location."""
     paths, cfg = roost.paths(), roost.config(PrototypesConfig)
-    model = load_geocell_model(paths.asset_dir("geocell_model") / "model")
+    model = load_geocell_model(paths.geocell_model)
     cells = load_geocells(paths.asset_dir("geocells")).assignments
     images = read_table(paths.asset_db("location_images"), "images")
     cells = cells[cells["id"].astype(str).isin(set(images["location_id"].astype(str)))]
-    store = ImageStore(paths.asset_dir("location_images") / "shards")
+    store = ImageStore(paths.shards)
     ids = cells["id"].astype(str).to_numpy()
     embeddings = location_embeddings(model, images, list(ids), store, cfg.batch_size)
     store.close()
@@ -81,9 +81,9 @@ def model_bundle(context: dg.AssetExecutionContext, roost: RoostResource) -> dg.
     n_train = len(load_geocells(paths.asset_dir("geocells")).assignments)
     card = model_card(params, metrics, cfg.image_domain, n_train)
     folder = write_bundle(
-        paths.asset_dir("model_bundle") / "bundle",
-        model_folder=paths.asset_dir("geocell_model") / "model",
-        tokenizer_folder=paths.asset_dir("streetclip") / "model",
+        paths.bundle,
+        model_folder=paths.geocell_model,
+        tokenizer_folder=paths.streetclip_model,
         geocells_folder=paths.asset_dir("geocells"),
         prototypes_folder=paths.asset_dir("prototypes"),
         reference=paths.reference,

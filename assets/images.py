@@ -17,7 +17,7 @@ def location_images(context: dg.AssetExecutionContext, roost: RoostResource) -> 
     """Each location's views (rendered terrain or the user's files), checked and stored in shards."""
     paths, cfg = roost.paths(), roost.config(ImagesConfig)
     locations = read_table(paths.asset_db("enriched_locations"), "locations")
-    shards = paths.asset_dir("location_images") / "shards"
+    shards = paths.shards
     shutil.rmtree(shards, ignore_errors=True)
 
     def progress(done: int, total: int) -> None:

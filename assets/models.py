@@ -25,9 +25,7 @@ def streetclip(context: dg.AssetExecutionContext, roost: RoostResource) -> dg.Ma
     images = read_table(paths.asset_db("location_images"), "images")
     table = read_table(paths.asset_db("captions"), "captions")
     out = paths.asset_dir("streetclip")
-    result = train_streetclip(
-        images, table, paths.asset_dir("location_images") / "shards", paths.reference, cfg, out / "model"
-    )
+    result = train_streetclip(images, table, paths.shards, paths.reference, cfg, out / "model")
     metrics = {"retrieval_before": result.retrieval_before, "retrieval_after": result.retrieval_after}
     metrics |= {"train_pairs": result.train_pairs, "seconds": result.seconds, "images_per_s": result.images_per_s}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
@@ -44,7 +42,7 @@ def streetclip(context: dg.AssetExecutionContext, roost: RoostResource) -> dg.Ma
             "retrieval_after": dg.MetadataValue.json(result.retrieval_after),
             "images_per_s": round(result.images_per_s, 1),
             "loss_curve": png(curve, "loss"),
-            "path": dg.MetadataValue.path(str(out / "model")),
+            "path": dg.MetadataValue.path(str(paths.streetclip_model)),
         }
     )
 
@@ -58,14 +56,14 @@ def geocell_model(context: dg.AssetExecutionContext, roost: RoostResource) -> dg
     result = train_geocell_model(
         read_table(paths.asset_db("enriched_locations"), "locations"),
         read_table(paths.asset_db("location_images"), "images"),
-        paths.asset_dir("location_images") / "shards",
+        paths.shards,
         cells.cells,
         dict(zip(cells.assignments["id"].astype(str), cells.assignments["cell_id"])),
         index.lookup,
-        paths.asset_dir("streetclip") / "model",
+        paths.streetclip_model,
         cfg,
     )
-    out = save_geocell_model(result.model, paths.asset_dir("geocell_model") / "model")
+    out = save_geocell_model(result.model, paths.geocell_model)
     (out.parent / "metrics.json").write_text(json.dumps(result.metrics, indent=2))
     curve = curves_png(result.history, "geocell_model", xlabel="epoch")
     (out.parent / "curves.png").write_bytes(curve)

@@ -34,6 +34,23 @@ class Paths:
         """The DuckDB file an asset writes (one writer per file)."""
         return self.asset_dir(asset) / f"{asset}.duckdb"
 
+    @property
+    def shards(self) -> Path:
+        """location_images' view shards."""
+        return self.asset_dir("location_images") / "shards"
+
+    @property
+    def streetclip_model(self) -> Path:
+        return self.asset_dir("streetclip") / "model"
+
+    @property
+    def geocell_model(self) -> Path:
+        return self.asset_dir("geocell_model") / "model"
+
+    @property
+    def bundle(self) -> Path:
+        return self.asset_dir("model_bundle") / "bundle"
+
     def cache_dir(self, asset: str) -> Path:
         """Survives reruns: outside DVC's outs, ignored by git and DVC."""
         return self.root / "data" / "cache" / asset

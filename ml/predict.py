@@ -142,7 +142,7 @@ class Geolocator:
                         "probability": round(float(probs[i, c]), 4),
                         "lat": round(float(self.centroids[c, 0]), 4),
                         "lon": round(float(self.centroids[c, 1]), 4),
-                        "country": _text(self.cells.loc[c, "country"]),
+                        "adm0_a3": _text(self.cells.loc[c, "country"]),
                         "admin1": _text(self.cells.loc[c, "admin1"]),
                     }
                     for c in top
@@ -334,16 +334,9 @@ def explain_png(image: np.ndarray, heat: np.ndarray, title: str = "") -> bytes:
 
 def map_png(results: list[dict], countries=None) -> bytes:
     """The guesses (stars) and their top cells (dots sized by probability) on a world map."""
-    import io
+    from ml.geo.maps import finish_png, world_axes
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(8, 4.2), dpi=90)
-    if countries is not None:
-        countries.boundary.plot(ax=ax, linewidth=0.3, color="#888888")
+    fig, ax = world_axes(countries)
     for r in results:
         if "error" in r:
             continue
@@ -352,12 +345,4 @@ def map_png(results: list[dict], countries=None) -> bytes:
                    alpha=0.4, c="#1f77b4", linewidths=0)  # fmt: skip
         ax.scatter([r["lon"]], [r["lat"]], marker="*", s=80, c="#d62728")
         ax.annotate(Path(r["input"]).name, (r["lon"], r["lat"]), fontsize=6, xytext=(3, 3), textcoords="offset points")
-    ax.set_xlim(-180, 180)
-    ax.set_ylim(-60, 85)
-    ax.set_xticks([])
-    ax.set_yticks([])
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    return finish_png(fig, ax)

@@ -23,7 +23,7 @@ def test_location_images_smoke(smoke_chain):
     assert meta["views_expected"].value == 4 * len(locations) == len(images) + len(rejected)
     assert (images.groupby("location_id").size() == 4).all()
     assert sorted(images["heading"].unique()) == [0, 90, 180, 270]
-    store = ImageStore(paths.asset_dir("location_images") / "shards")
+    store = ImageStore(paths.shards)
     view = store.read(images["key"].iloc[0])
     assert view.shape == (64, 64, 3) and view.dtype == np.uint8
     assert meta["contact_sheet"].value.startswith("![sample views](data:image/png;base64,")

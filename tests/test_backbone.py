@@ -60,7 +60,7 @@ def test_streetclip_smoke_improves_retrieval_and_loads(smoke_chain):
     assert after["image_to_caption_top5"] + after["caption_to_image_top5"] > (
         before["image_to_caption_top5"] + before["caption_to_image_top5"]
     )
-    folder = Paths(root).asset_dir("streetclip") / "model"
+    folder = Paths(root).streetclip_model
     assert (folder / "model.safetensors").exists()
     model = CLIPModel.from_pretrained(folder)
     assert (

@@ -81,7 +81,7 @@ def test_geocell_model_smoke(smoke_chain):
     val = meta["val"].value
     assert val["top1"] > meta["val_untrained"].value["top1"]
     assert val["top1"] > meta["val_most_frequent_cell_top1"].value
-    model = load_geocell_model(Paths(root).asset_dir("geocell_model") / "model")
+    model = load_geocell_model(Paths(root).geocell_model)
     assert model.spec.n_cells == meta["cells"].value
     assert all(torch.isfinite(p).all() for p in model.parameters())
 

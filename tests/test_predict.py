@@ -17,7 +17,7 @@ from ml.predict import Geolocator, Item, attention_rollout, explain
 @pytest.fixture(scope="module")
 def bundle(smoke_chain):
     root, _ = smoke_chain
-    return Paths(root).asset_dir("model_bundle") / "bundle"
+    return Paths(root).bundle
 
 
 @pytest.fixture(scope="module")

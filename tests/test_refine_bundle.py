@@ -79,7 +79,7 @@ def test_prototypes_and_bundle_smoke(smoke_chain, tmp_path):
     root, result = smoke_chain
     paths = Paths(root)
     assert result.asset_materializations_for_node("prototypes")[0].metadata["prototypes"].value > 0
-    bundle = paths.asset_dir("model_bundle") / "bundle"
+    bundle = paths.bundle
     manifest = verify_bundle(bundle)
     assert manifest["schema_version"] == 1 and "model/model.safetensors" in manifest["files"]
     assert not list(bundle.rglob("*.pkl")) and not list(bundle.rglob("*.pt"))

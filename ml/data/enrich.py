@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ from ml.geo.boundaries import AdminIndex, locate, locate_admin2
 from ml.geo.gazetteer import Gazetteer
 from ml.geo.reference import KOPPEN_OCEAN, LANDCOVER_NAMES, ReferenceData
 from ml.paths import Paths
+from ml.timing import Laps
 
 log = logging.getLogger(__name__)
 
@@ -73,15 +73,8 @@ def season_of(month: np.ndarray, lat: np.ndarray) -> np.ndarray:
 
 
 def enrich_locations(raw: pd.DataFrame, reference: ReferenceData, cfg: EnrichConfig, root: Path) -> EnrichResult:
-    seconds: dict[str, float] = {}
-    tick = time.perf_counter()
-
-    def lap(name: str) -> None:
-        nonlocal tick
-        now = time.perf_counter()
-        seconds[name] = round(now - tick, 3)
-        tick = now
-
+    lap = Laps()
+    seconds = lap.seconds
     raw = raw.reset_index(drop=True)
     lat, lon = raw["lat"].to_numpy(np.float64), raw["lon"].to_numpy(np.float64)
     # Decoding the rasters releases the GIL: read them on the other core meanwhile.

@@ -39,7 +39,6 @@ from __future__ import annotations
 import heapq
 import logging
 import multiprocessing as mp
-import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -50,6 +49,7 @@ import shapely
 from scipy.spatial import cKDTree
 
 from ml.geo.haversine import EARTH_RADIUS_KM, haversine_km, to_unit_xyz
+from ml.timing import Laps
 
 log = logging.getLogger(__name__)
 
@@ -391,15 +391,8 @@ def _split_task(args):
 
 def build_geocells(points: pd.DataFrame, admin0, admin1, cfg: GeocellsConfig) -> Geocells:
     """Geocells from training points (columns id, lat, lon, adm0_a3, adm1_code)."""
-    seconds: dict[str, float] = {}
-    tick = time.perf_counter()
-
-    def lap(name: str) -> None:
-        nonlocal tick
-        now = time.perf_counter()
-        seconds[name] = round(now - tick, 3)
-        tick = now
-
+    lap = Laps()
+    seconds = lap.seconds
     points = points.reset_index(drop=True)
     lat, lon = points["lat"].to_numpy(np.float64), points["lon"].to_numpy(np.float64)
     xyz = to_unit_xyz(lat, lon)

@@ -7,8 +7,8 @@ import io
 import numpy as np
 
 
-def world_map_png(lat, lon, groups=None, countries=None, title: str = "", size=(8, 4.2)) -> bytes:
-    """Points on a plate carrée world map, coloured by ``groups``, over country outlines."""
+def world_axes(countries=None, size=(8, 4.2)):
+    """A plate carrée figure with country outlines, ready for points."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -17,6 +17,28 @@ def world_map_png(lat, lon, groups=None, countries=None, title: str = "", size=(
     fig, ax = plt.subplots(figsize=size, dpi=90)
     if countries is not None:
         countries.boundary.plot(ax=ax, linewidth=0.3, color="#888888")
+    return fig, ax
+
+
+def finish_png(fig, ax, title: str = "") -> bytes:
+    """World extent, no ticks, the title; the figure as PNG bytes (closed)."""
+    import matplotlib.pyplot as plt
+
+    ax.set_xlim(-180, 180)
+    ax.set_ylim(-60, 85)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def world_map_png(lat, lon, groups=None, countries=None, title: str = "", size=(8, 4.2)) -> bytes:
+    """Points on a plate carrée world map, coloured by ``groups``, over country outlines."""
+    fig, ax = world_axes(countries, size)
     lat, lon = np.asarray(lat), np.asarray(lon)
     if groups is None:
         ax.scatter(lon, lat, s=2, c="#d62728", linewidths=0)
@@ -27,39 +49,13 @@ def world_map_png(lat, lon, groups=None, countries=None, title: str = "", size=(
             m = groups == g
             ax.scatter(lon[m], lat[m], s=2, linewidths=0, label=f"{g} ({m.sum():,})", c=colours.get(str(g)))
         ax.legend(loc="lower left", fontsize=7, markerscale=4, frameon=False)
-    ax.set_xlim(-180, 180)
-    ax.set_ylim(-60, 85)
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    return finish_png(fig, ax, title)
 
 
 def cells_map_png(cells, countries=None, title: str = "", size=(8, 4.2)) -> bytes:
     """Geocell polygons in random colours with their centroids, over country outlines."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=size, dpi=90)
-    if countries is not None:
-        countries.boundary.plot(ax=ax, linewidth=0.3, color="#888888")
-    rng = np.random.default_rng(0)
-    colours = rng.uniform(0.2, 0.95, (len(cells), 3))
+    fig, ax = world_axes(countries, size)
+    colours = np.random.default_rng(0).uniform(0.2, 0.95, (len(cells), 3))
     cells.plot(ax=ax, color=colours, linewidth=0.1, edgecolor="white")
     ax.scatter(cells["centroid_lon"], cells["centroid_lat"], s=1, c="black", linewidths=0)
-    ax.set_xlim(-180, 180)
-    ax.set_ylim(-60, 85)
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    return finish_png(fig, ax, title)

@@ -152,6 +152,11 @@ def train_geocell_model(
     val = locations[(locations["split"] == "val") & has_views].reset_index(drop=True)
     train = train[train["id"].astype(str).isin(train_cell.keys())].reset_index(drop=True)
     stats = regression_stats(train)
+    unknown = {"month": train["month"].isna().all(), "koppen": train["koppen_id"].isna().all()}
+    dropped = [name for name in aux if unknown.get(name, False)]
+    if dropped:  # a head with no known target in training would only learn noise
+        log.warning("no training location has a known %s: the head is left out", ", ".join(dropped))
+        aux = [name for name in aux if name not in dropped]
     spec = GeocellModelSpec(
         vision_config=clip.config.vision_config.to_dict(),
         projection_dim=clip.config.projection_dim,
@@ -208,7 +213,7 @@ def train_geocell_model(
 
     def loss_of(out, t: Targets, rows: np.ndarray, soft_rows: torch.Tensor | None) -> torch.Tensor:
         loss = soft_cross_entropy(out["cells"], soft_rows.to(device))
-        weights = asdict(cfg.aux)
+        weights = asdict(cfg.aux)  # heads left out above are not in aux
         for name in aux:
             target = torch.from_numpy(getattr(t, name)[rows]).to(device)
             if name in ("elevation", "population"):
@@ -304,5 +309,6 @@ def train_geocell_model(
         "train_locations": len(train),
         "val_locations": len(val),
         "cells": len(cells),
+        "aux_heads": aux,
     }
     return GeocellTrainResult(model=model, history=history, metrics=metrics, seconds=seconds)

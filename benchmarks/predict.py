@@ -1,0 +1,77 @@
+"""Inference with the default bundle (run `make run` first): bundle load time after imports,
+median single-image latency, batch throughput, and the prototype build time of the embedded
+default (OPTICS within every geocell, on the default's training locations)."""
+
+from benchmarks.common import pin_threads, report
+
+THREADS = pin_threads(2)
+
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from ml.bundle import BundleError  # noqa: E402
+from ml.config import load_config  # noqa: E402
+from ml.data.images import ImageStore  # noqa: E402
+from ml.geo.geocells import load_geocells  # noqa: E402
+from ml.models.geocell import load_geocell_model  # noqa: E402
+from ml.paths import Paths  # noqa: E402
+from ml.predict import Geolocator  # noqa: E402
+from ml.refine.prototypes import PrototypesConfig, build_prototypes, location_embeddings  # noqa: E402
+from ml.store import read_table  # noqa: E402
+
+
+def main() -> None:
+    paths = Paths.from_env()
+    bundle = paths.bundle
+    start = time.perf_counter()
+    try:
+        geo = Geolocator(bundle, device="cpu", threads=THREADS)
+    except BundleError as e:
+        sys.exit(f"{e}\nrun `make run` first: this benchmark measures the default bundle")
+    geo.name_places(np.array([0.0]), np.array([0.0]))  # the place index is part of loading
+    load_seconds = time.perf_counter() - start
+
+    images = read_table(paths.asset_db("location_images"), "images")
+    store = ImageStore(paths.shards)
+    views = [store.read(k) for k in images["key"].head(256)]
+    for v in views[:3]:
+        geo.predict_arrays([[v]])  # warm-up
+    latencies = []
+    for v in views[:50]:
+        t = time.perf_counter()
+        geo.predict_arrays([[v]])
+        latencies.append((time.perf_counter() - t) * 1000)
+    t = time.perf_counter()
+    for i in range(0, 256, 64):
+        geo.predict_arrays([[v] for v in views[i : i + 64]])
+    per_s = 256 / (time.perf_counter() - t)
+
+    cfg = load_config(PrototypesConfig, paths.params)
+    cells = load_geocells(paths.asset_dir("geocells")).assignments
+    model = load_geocell_model(paths.geocell_model)
+    ids = cells["id"].astype(str).to_numpy()
+    emb = location_embeddings(model, images, list(ids), store, cfg.batch_size)
+    _, proto_seconds = build_prototypes(
+        ids, cells["lat"].to_numpy(), cells["lon"].to_numpy(), cells["cell_id"].to_numpy(), emb, cfg
+    )
+    store.close()
+    median = statistics.median(latencies)
+    print(f"bundle {bundle} loaded in {load_seconds:.2f} s (checksums verified, place index built)")
+    print(f"single image: median {median:.1f} ms over {len(latencies)} ({THREADS} threads, CPU)")
+    print(f"batch of 64: {per_s:.1f} images/s")
+    print(f"prototypes for {len(ids):,} training locations ({cfg.workers} workers): {proto_seconds:.2f} s")
+    report(
+        {
+            "median_ms": round(median, 2),
+            "images_per_s": round(per_s, 1),
+            "load_seconds": round(load_seconds, 3),
+            "prototype_build_seconds": round(proto_seconds, 3),
+        }
+    )
+
+
+if __name__ == "__main__":
+    main()
