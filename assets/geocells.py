@@ -1,10 +1,12 @@
 """geocells."""
 
 import dagster as dg
+import geopandas as gpd
 import numpy as np
 
 from assets.locations import enriched_locations
 from assets.metadata import counts_table, png
+from ml.data.enrich import EnrichConfig
 from ml.geo.geocells import GeocellsConfig, build_geocells, check_geocells, offshore_cells
 from ml.geo.maps import cells_map_png
 from ml.geo.reference import ReferenceData
@@ -18,7 +20,9 @@ def geocells(context: dg.AssetExecutionContext, roost: RoostResource) -> dg.Mate
     paths, cfg = roost.paths(), roost.config(GeocellsConfig)
     train = read_table(paths.asset_db("enriched_locations"), "locations", "WHERE split = 'train'")
     reference = ReferenceData(paths.reference)
-    cells = build_geocells(train, reference.admin0, reference.admin1, cfg)
+    admin2 = roost.config(EnrichConfig).admin2  # the one home of the admin-2 file setting
+    polygons = gpd.read_file(paths.resolve(admin2.path)).to_crs(4326) if admin2.path else None
+    cells = build_geocells(train, reference.admin0, reference.admin1, cfg, polygons, admin2.name_field)
     violations = check_geocells(cells, train, cfg)
     context.log.info(f"{len(cells.cells)} cells in {sum(cells.seconds.values()):.1f} s; violations {violations}")
     out = paths.asset_dir("geocells")

@@ -102,6 +102,44 @@ def _predict(args: argparse.Namespace) -> int:
     return 1 if any("error" in r for r in results) else 0
 
 
+def _evaluate(args: argparse.Namespace) -> int:
+    """PIGEON's metrics for a bundle on a manifest of located images, outside the pipeline."""
+    import json
+    from pathlib import Path
+
+    import geopandas as gpd
+    import pandas as pd
+
+    from ml.bundle import BundleError
+    from ml.eval.evaluate import ReportConfig, SwappedColumnsError, evaluate_manifest
+    from ml.eval.report import markdown_table, metric_table, metrics_json, write_report
+    from ml.geo.geocells import GeocellIndex
+    from ml.predict import Geolocator
+
+    try:
+        geo = Geolocator(args.bundle, device=args.device)
+    except BundleError as e:
+        print(f"roost: error: {e}", file=sys.stderr)
+        return 2
+    bundle = Path(args.bundle)
+    sites = pd.read_parquet(bundle / "geocell_sites.parquet")
+    cells = gpd.read_parquet(bundle / "geocells.parquet").sort_values("cell_id")
+    lookup = GeocellIndex(cells.geometry.to_numpy(), sites["lat"], sites["lon"], sites["cell_id"]).lookup
+    cfg = ReportConfig(sets=[], bootstrap=args.bootstrap, seed=0, batch_size=args.batch_size, max_locations=0)
+    name = args.name or Path(args.manifest).stem
+    try:
+        result = evaluate_manifest(geo, name, Path(args.manifest), args.swap_lat_lon, sites, lookup, cfg)
+    except (SwappedColumnsError, ValueError) as e:
+        print(f"roost: error: {e}", file=sys.stderr)
+        return 2
+    countries = gpd.read_parquet(bundle / "reference" / "admin0_naturalearth_10m.parquet")
+    files = write_report(result, Path(args.out), geo.image_domain, countries)
+    (Path(args.out) / f"{name}_metrics.json").write_text(json.dumps(metrics_json([result]), indent=2))
+    print(markdown_table(metric_table(result)))
+    print(f"\nreport: {files['html']} ({result.failed} images could not be read)")
+    return 0
+
+
 def _table(results: list[dict]) -> str:
     lines = [f"{'input':40} {'lat':>9} {'lon':>10} {'country':8} {'admin1':24} {'radius_km':>9}"]
     for r in results:
@@ -142,6 +180,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--threads", type=int, default=0)
     p.set_defaults(func=_predict)
+    p = sub.add_parser("evaluate", help="PIGEON's metrics for a bundle on a manifest of located images")
+    p.add_argument("manifest", help="CSV/Parquet with lat, lon and image_path (the raw_locations format)")
+    p.add_argument("--bundle", default="data/model_bundle/bundle")
+    p.add_argument("--name", help="the set's name in the report (default: the manifest's file name)")
+    p.add_argument("--out", default="evaluation", help="folder for the report")
+    p.add_argument("--swap-lat-lon", action="store_true", help="the manifest's lat and lon headers are swapped")
+    p.add_argument("--bootstrap", type=int, default=1000)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=_evaluate)
     return parser
 
 

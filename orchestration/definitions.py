@@ -10,6 +10,7 @@ from assets.geocells import geocells
 from assets.images import location_images
 from assets.locations import enriched_locations, raw_locations
 from assets.models import geocell_model, streetclip
+from assets.report import benchmark_report
 from orchestration.resources import RoostResource
 
 ASSETS = [
@@ -22,6 +23,7 @@ ASSETS = [
     geocell_model,
     prototypes,
     model_bundle,
+    benchmark_report,
 ]
 
 roost_chain = dg.define_asset_job("roost_chain", selection=dg.AssetSelection.all(), description="The whole chain.")

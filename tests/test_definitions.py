@@ -14,6 +14,7 @@ CHAIN = {
     "geocell_model",
     "prototypes",
     "model_bundle",
+    "benchmark_report",
 }
 
 

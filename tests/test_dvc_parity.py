@@ -26,9 +26,12 @@ def test_stage_per_asset_and_same_edges():
     assert set(stages) == set(edges)
     outs = {name: f"data/{name}" for name in stages}
     for name, stage in stages.items():
-        assert stage["outs"] == [outs[name]] or [o if isinstance(o, str) else next(iter(o)) for o in stage["outs"]] == [
-            outs[name]
-        ], name
+        written = [
+            o if isinstance(o, str) else next(iter(o))
+            for key in ("outs", "metrics", "plots")
+            for o in stage.get(key, [])
+        ]
+        assert written and all(w == outs[name] or w.startswith(outs[name] + "/") for w in written), name
         upstream = {other for other, out in outs.items() if out in stage.get("deps", [])}
         assert upstream == edges[name], f"stage {name}: dvc deps {upstream} != asset deps {edges[name]}"
 

@@ -138,3 +138,20 @@ def test_geocells_smoke(smoke_chain):
     assert sorted(assignments["id"]) == sorted(train["id"]) and (assignments["cell_id"] >= 0).all()
     assert (paths.asset_dir("geocells") / "geocells.parquet").exists()
     assert meta["cells"].value == len(cells)
+
+
+def test_admin2_units_are_the_finest_level(points, reference):
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    admin2 = gpd.GeoDataFrame(
+        {"NAME_2": ["West Paris", "East Paris"]},
+        geometry=[box(1.0, 48.0, 2.35, 49.8), box(2.35, 48.0, 3.8, 49.8)],
+        crs=4326,
+    )
+    cells = build_geocells(points, reference.admin0, reference.admin1, CFG, admin2, "NAME_2")
+    assert set(check_geocells(cells, points, CFG).values()) == {0}
+    units = set(cells.cells["unit"])
+    assert {"A2:0", "A2:1"} <= units
+    names = set(cells.cells.loc[cells.cells["unit"].str.startswith("A2:"), "admin1"])
+    assert any(n.startswith("West Paris") for n in names) and any(n.startswith("East Paris") for n in names)

@@ -2,12 +2,14 @@
 
 The rules, in order (``build_geocells``):
 
-1. **Units.** The finest admin level available: Natural Earth admin-1. Unit polygons are made
-   disjoint (where two overlap, the one earlier in the layer keeps the overlap, the same rule
-   as ``ml.geo.boundaries``). Points whose admin-1 area is disputed (no admin-0 row) form a
-   unit per country: the admin-1 polygon cut by that country's admin-0 polygon; points in a
-   country but in none of its admin-1 units (e.g. Washington DC, absent from the US states)
-   form the country's remainder unit (admin-0 minus its admin-1 units).
+1. **Units.** The finest admin level available: the user's admin-2 polygons (GADM /
+   geoBoundaries, ``enriched_locations.admin2``) where they hold training points, else Natural
+   Earth admin-1 (what admin-2 does not cover). Unit polygons are made disjoint (where two
+   overlap, the earlier keeps the overlap: admin-2 before admin-1, then layer order, the same
+   rule as ``ml.geo.boundaries``). Points whose admin-1 area is disputed (no admin-0 row) form
+   a unit per country: the admin-1 polygon cut by that country's admin-0 polygon; a point in a
+   country but near none of its admin-1 units (a lake, a remote islet) joins the country's
+   nearest admin-1 unit.
 2. **One cell per populated unit.** A unit with no training point joins the cell of the
    nearest training point of the same country, so the cells cover the land of every country
    that has training points (land of countries without any is covered by no cell; the lookup
@@ -129,8 +131,9 @@ def _difference(task: tuple[bytes, list]) -> bytes:
     return shapely.to_wkb(shapely.difference(shapely.from_wkb(geom), shapely.union_all(shapely.from_wkb(others))))
 
 
-def build_units(keys: np.ndarray, admin0, admin1, workers: int = 1) -> pd.DataFrame:
-    """Disjoint unit polygons: key, geometry, country (adm0_a3), region, admin1 name."""
+def build_units(keys: np.ndarray, admin0, admin1, workers: int = 1, finer: list | None = None) -> pd.DataFrame:
+    """Disjoint unit polygons: key, geometry, country (adm0_a3), region, admin1 name. ``finer``
+    units (admin-2) come first, so the admin-1 units keep only what they do not cover."""
     a0 = dict(zip(admin0["adm0_a3"], admin0.geometry))
     special, remainders = [], []
     for key in sorted(set(keys)):
@@ -148,9 +151,16 @@ def build_units(keys: np.ndarray, admin0, admin1, workers: int = 1) -> pd.DataFr
         zip(admin1["adm1_code"], admin1.geometry, admin1["adm0_a3"], admin1["region"], admin1["name"], strict=True)
     )
     regular = [r for r in regular if r[2] in a0]  # disputed areas only through their countries
-    units = pd.DataFrame(special + regular + remainders, columns=["key", "geometry", "country", "region", "admin1"])
+    finer = finer or []
+    units = pd.DataFrame(
+        finer + special + regular + remainders, columns=["key", "geometry", "country", "region", "admin1"]
+    )
     geoms = units["geometry"].to_numpy().copy()
-    i, j = shapely.STRtree(geoms).query(geoms, predicate="overlaps")
+    tree = shapely.STRtree(geoms)
+    i, j = tree.query(geoms, predicate="overlaps")
+    if finer:  # an admin-1 unit contains its admin-2 units: it loses them
+        ci, cj = tree.query(geoms, predicate="contains")
+        i, j = np.concatenate([i, ci]), np.concatenate([j, cj])
     later = i > j  # (i, j) with j earlier: i loses the overlap (the enrichment's first-hit rule)
     i, j = i[later], j[later]
     losers = np.unique(i)
@@ -389,15 +399,41 @@ def _split_task(args):
 # -- the whole build -------------------------------------------------------------------------
 
 
-def build_geocells(points: pd.DataFrame, admin0, admin1, cfg: GeocellsConfig) -> Geocells:
-    """Geocells from training points (columns id, lat, lon, adm0_a3, adm1_code)."""
+def _admin2_units(points: pd.DataFrame, keys: np.ndarray, admin2, name_field: str) -> list:
+    """Admin-2 units holding training points (their keys updated in place): the finest level,
+    when the user gave an admin-2 file. Country and region (the admin-1 code, for the merge
+    preference) are those of the unit's points."""
+    from ml.geo.boundaries import _first_hit
+
+    geoms = admin2.geometry.to_numpy()
+    hit = _first_hit(shapely.STRtree(geoms), shapely.points(points["lon"], points["lat"]), len(points))
+    units = []
+    for h in np.unique(hit[hit >= 0]):
+        mine = hit == h
+
+        def mode(col: str, mine=mine):
+            return pd.Series(points[col].to_numpy()[mine]).mode().iloc[0]
+
+        key = f"A2:{h}"
+        keys[mine] = key
+        name = f"{admin2[name_field].iloc[h]}, {mode('admin1')}" if name_field else mode("admin1")
+        units.append((key, geoms[h], mode("adm0_a3"), mode("adm1_code"), name))
+    return units
+
+
+def build_geocells(
+    points: pd.DataFrame, admin0, admin1, cfg: GeocellsConfig, admin2=None, admin2_name: str = ""
+) -> Geocells:
+    """Geocells from training points (columns id, lat, lon, adm0_a3, adm1_code, admin1), from
+    admin-2 units when ``admin2`` polygons are given, else admin-1."""
     lap = Laps()
     seconds = lap.seconds
     points = points.reset_index(drop=True)
     lat, lon = points["lat"].to_numpy(np.float64), points["lon"].to_numpy(np.float64)
     xyz = to_unit_xyz(lat, lon)
     keys = _unit_keys(points, admin1)
-    units = build_units(keys, admin0, admin1, cfg.workers)
+    finer = _admin2_units(points, keys, admin2, admin2_name) if admin2 is not None else None
+    units = build_units(keys, admin0, admin1, cfg.workers, finer)
     lap("units")
     key_index = {k: i for i, k in enumerate(units["key"])}
     point_unit = np.array([key_index.get(k, -1) for k in keys])
@@ -413,6 +449,7 @@ def build_geocells(points: pd.DataFrame, admin0, admin1, cfg: GeocellsConfig) ->
     # Rule 2: populated units are cells; empty units join the nearest training point's cell.
     unit_cell = np.where(unit_count > 0, np.arange(n_units), -1)
     empty = np.flatnonzero(unit_count == 0)
+    empty = empty[~shapely.is_empty(units["geometry"].to_numpy()[empty])]  # wholly covered by admin-2
     reps = shapely.get_coordinates(shapely.point_on_surface(units["geometry"].to_numpy()[empty]))
     point_country = units["country"].to_numpy(dtype=object)[point_unit]
     for country in np.unique(unit_country[empty]):

@@ -1,0 +1,51 @@
+"""benchmark_report."""
+
+import json
+
+import dagster as dg
+import geopandas as gpd
+import pandas as pd
+
+from assets.bundle import model_bundle
+from assets.images import location_images
+from assets.locations import enriched_locations
+from assets.metadata import png
+from ml.data.images import ImageStore
+from ml.eval.evaluate import ReportConfig, evaluate_holdout, evaluate_manifest
+from ml.eval.report import curve_png, error_curve, markdown_table, metric_table, metrics_json, write_report
+from ml.geo.geocells import GeocellIndex
+from ml.predict import Geolocator
+from ml.store import read_table
+from orchestration.resources import RoostResource
+
+
+@dg.asset(group_name="evaluation", kinds={"html"}, deps=[model_bundle, enriched_locations, location_images])
+def benchmark_report(context: dg.AssetExecutionContext, roost: RoostResource) -> dg.MaterializeResult:
+    """PIGEON's metrics for the bundle on the holdout split and every user set in params."""
+    paths, cfg = roost.paths(), roost.config(ReportConfig)
+    geo = Geolocator(paths.bundle)
+    sites = pd.read_parquet(paths.bundle / "geocell_sites.parquet")
+    cells = gpd.read_parquet(paths.bundle / "geocells.parquet").sort_values("cell_id")
+    lookup = GeocellIndex(cells.geometry.to_numpy(), sites["lat"], sites["lon"], sites["cell_id"]).lookup
+    locations = read_table(paths.asset_db("enriched_locations"), "locations")
+    train = locations[locations["split"] == "train"]
+    images = read_table(paths.asset_db("location_images"), "images")
+    store = ImageStore(paths.shards)
+    results = [evaluate_holdout(geo, locations, images, store, train, lookup, cfg)]
+    store.close()
+    for s in cfg.sets:
+        results.append(evaluate_manifest(geo, s.name, paths.resolve(s.manifest), s.swap_lat_lon, train, lookup, cfg))
+    out = paths.asset_dir("benchmark_report")
+    countries = gpd.read_parquet(paths.bundle / "reference" / "admin0_naturalearth_10m.parquet")
+    metadata = {}
+    for r in results:
+        write_report(r, out / "reports", geo.image_domain, countries)
+        error_curve(r).to_csv(out / f"error_curve_{r.name}.csv", index=False)
+        table = metric_table(r)
+        metadata[f"{r.name}_metrics"] = dg.MetadataValue.md(markdown_table(table))
+        metadata[f"{r.name}_error_curve"] = png(curve_png(r), "cumulative error")
+        context.log.info(f"{r.name}: {len(r.frame)} locations; median {r.metrics['median_km']['value']:.0f} km")
+    (out / "metrics.json").write_text(json.dumps(metrics_json(results), indent=2))
+    metadata["sets"] = ", ".join(r.name for r in results)
+    metadata["path"] = dg.MetadataValue.path(str(out / "reports"))
+    return dg.MaterializeResult(metadata=metadata)

@@ -1,0 +1,227 @@
+"""Evaluating a bundle on a set of located images: PIGEON's metrics, intervals, baselines.
+
+Metrics per set: % of guesses within 1 / 25 / 200 / 750 / 2500 km, median km, mean GeoGuessr
+score (5000 exp(-d / 1492.7), unrounded), country and admin-1 accuracy (the guess named by the
+same Natural Earth rule as the truth), geocell top-1 / top-5; seeded bootstrap 95% intervals.
+Two no-skill baselines on the same set: always the train-set medoid, and a random training
+location. Accuracy is also stratified by the distance from each evaluated location to its
+nearest training location, so a reader sees how much comes from nearby training data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import pandas as pd
+from scipy.spatial import cKDTree
+
+from ml.eval.metrics import RADII_KM, distance_summary
+from ml.geo.haversine import chord_to_km, haversine_km, to_unit_xyz
+
+STRATA_KM = (25, 150, 500)
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    name: str
+    manifest: str  # a CSV/Parquet with lat, lon and image_path(s) (the raw_locations format)
+    swap_lat_lon: bool  # IM2GPS / IM2GPS3k metadata files have LAT and LON headers swapped
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    SECTION: ClassVar[str] = "benchmark_report"
+
+    sets: list[EvalSet]  # user evaluation sets; `holdout` (the test split) is always evaluated
+    bootstrap: int
+    seed: int
+    batch_size: int
+    max_locations: int  # evaluate at most this many holdout locations (0 = all)
+
+
+class SwappedColumnsError(ValueError):
+    pass
+
+
+def read_eval_manifest(path: Path, swap: bool) -> pd.DataFrame:
+    """lat, lon, image paths (absolute) and an id per row; detects swapped LAT/LON headers."""
+    from ml.data.sources import read_table_file
+
+    table = read_table_file(path)
+    lat = pd.to_numeric(table["lat"], errors="coerce")
+    lon = pd.to_numeric(table["lon"], errors="coerce")
+    if swap:
+        lat, lon = lon, lat
+    elif (lat.abs() > 90).any():
+        raise SwappedColumnsError(
+            f"{path}: the 'lat' column has values beyond ±90 (e.g. {lat[lat.abs() > 90].iloc[0]}): its LAT and LON "
+            "headers look swapped, as in the public IM2GPS / IM2GPS3k metadata. Fix the file, or set swap_lat_lon: "
+            "true for this set in params.yaml"
+        )
+    col = "image_path" if "image_path" in table.columns else "image_paths"
+    if col not in table.columns:
+        raise ValueError(f"{path}: an evaluation manifest needs an image_path (or image_paths) column")
+    paths = [[(path.parent / p.strip()) if not Path(p.strip()).is_absolute() else Path(p.strip())
+              for p in str(v).split(";") if p.strip()] for v in table[col]]  # fmt: skip
+    ids = table["id"].astype(str) if "id" in table.columns else pd.Series([f"row-{i}" for i in range(len(table))])
+    return pd.DataFrame({"id": ids, "lat": lat.to_numpy(), "lon": lon.to_numpy(), "paths": paths})
+
+
+def bootstrap_interval(values: np.ndarray, stat, n: int, seed: int) -> tuple[float, float]:
+    if len(values) == 0 or n <= 0:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    stats = [stat(values[rng.integers(0, len(values), len(values))]) for _ in range(n)]
+    lo, hi = np.percentile(stats, [2.5, 97.5])
+    return float(lo), float(hi)
+
+
+def set_metrics(frame: pd.DataFrame, n_boot: int, seed: int) -> dict[str, dict[str, float]]:
+    """Each metric with its bootstrap 95% interval: {metric: {value, low, high}}."""
+    d = frame["distance_km"].to_numpy()
+    columns = {f"within_{r}km": (d, lambda x, r=r: float(np.mean(x <= r) * 100)) for r in RADII_KM}
+    columns["median_km"] = (d, lambda x: float(np.median(x)))
+    columns["geoguessr"] = (d, lambda x: float(np.mean(5000.0 * np.exp(-x / 1492.7))))
+    for name in ("country_correct", "admin1_correct", "cell_top1", "cell_top5"):
+        if name in frame:
+            v = frame[name].to_numpy(dtype=float)
+            columns[name.replace("_correct", "_accuracy")] = (v, lambda x: float(np.mean(x) * 100))
+    out = {}
+    for i, (name, (values, stat)) in enumerate(columns.items()):
+        lo, hi = bootstrap_interval(values, stat, n_boot, seed + i)
+        out[name] = {"value": stat(values) if len(values) else float("nan"), "low": lo, "high": hi}
+    return out
+
+
+def baselines(truth_lat, truth_lon, train_lat, train_lon, seed: int) -> dict[str, dict[str, float]]:
+    """No-skill guesses: the train-set medoid (the training location with the smallest total
+    distance to the others, on a seeded sample of 2,000) and a random training location."""
+    rng = np.random.default_rng(seed)
+    sample = rng.choice(len(train_lat), min(2000, len(train_lat)), replace=False)
+    xyz = to_unit_xyz(train_lat[sample], train_lon[sample])
+    total = chord_to_km(np.linalg.norm(xyz[:, None] - xyz[None], axis=2)).sum(1)
+    m = sample[np.argmin(total)]
+    medoid = haversine_km(truth_lat, truth_lon, train_lat[m], train_lon[m])
+    r = rng.integers(0, len(train_lat), len(truth_lat))
+    random = haversine_km(truth_lat, truth_lon, train_lat[r], train_lon[r])
+    return {
+        "train_medoid": distance_summary(medoid) | {"lat": float(train_lat[m]), "lon": float(train_lon[m])},
+        "random_train_location": distance_summary(random),
+    }
+
+
+def nearest_train_km(lat, lon, train_lat, train_lon) -> np.ndarray:
+    d, _ = cKDTree(to_unit_xyz(train_lat, train_lon)).query(to_unit_xyz(lat, lon))
+    return chord_to_km(d)
+
+
+def strata(frame: pd.DataFrame) -> pd.DataFrame:
+    edges = (0, *STRATA_KM, np.inf)
+    labels = [f"< {STRATA_KM[0]} km"] + [f"{a}-{b} km" for a, b in zip(STRATA_KM[:-1], STRATA_KM[1:])]
+    labels += [f"> {STRATA_KM[-1]} km"]
+    bins = pd.cut(frame["nearest_train_km"], edges, labels=labels, right=False)
+    rows = []
+    for label in labels:
+        part = frame[bins == label]
+        s = distance_summary(part["distance_km"].to_numpy())
+        rows.append({"nearest_training_location": label, "n": len(part)} | {k: round(v, 2) for k, v in s.items()})
+    return pd.DataFrame(rows)
+
+
+@dataclass
+class SetResult:
+    name: str
+    frame: pd.DataFrame  # per location: truth, guess, distance, correctness, nearest training km
+    metrics: dict
+    baselines: dict
+    strata: pd.DataFrame
+    by_continent: pd.DataFrame
+    failed: int
+
+
+def evaluate_groups(
+    geo,
+    name: str,
+    truth: pd.DataFrame,
+    groups: list[list[np.ndarray]],
+    train_lat: np.ndarray,
+    train_lon: np.ndarray,
+    cell_lookup,
+    cfg: ReportConfig,
+    failed: int = 0,
+) -> SetResult:
+    """Evaluate predictions for ``groups`` (the views of each truth row)."""
+    results = []
+    for i in range(0, len(groups), cfg.batch_size):
+        results += geo.predict_arrays(groups[i : i + cfg.batch_size])
+    lat, lon = truth["lat"].to_numpy(np.float64), truth["lon"].to_numpy(np.float64)
+    guess_lat = np.array([r["lat"] for r in results])
+    guess_lon = np.array([r["lon"] for r in results])
+    frame = truth[["id", "lat", "lon"]].copy()
+    frame["guess_lat"], frame["guess_lon"] = guess_lat, guess_lon
+    frame["distance_km"] = haversine_km(lat, lon, guess_lat, guess_lon)
+    places = truth if "country" in truth else geo.name_places(lat, lon)
+    frame["country"] = places["country"].to_numpy()
+    frame["continent"] = places["continent"].to_numpy()
+    frame["country_correct"] = frame["country"].to_numpy() == np.array([r["country"] for r in results], dtype=object)
+    frame["admin1_correct"] = frame["country_correct"] & (
+        places["admin1"].to_numpy() == np.array([r["admin1"] for r in results], dtype=object)
+    )
+    true_cell = cell_lookup(lat, lon)
+    tops = [[c["cell_id"] for c in r["top_cells"]] for r in results]
+    frame["cell_top1"] = [t[0] == c for t, c in zip(tops, true_cell)]
+    frame["cell_top5"] = [c in t[:5] for t, c in zip(tops, true_cell)]
+    frame["nearest_train_km"] = nearest_train_km(lat, lon, train_lat, train_lon)
+    by_continent = (
+        frame.groupby("continent", dropna=False)
+        .agg(n=("id", "size"), country_accuracy=("country_correct", "mean"), median_km=("distance_km", "median"))
+        .reset_index()
+    )
+    by_continent["country_accuracy"] *= 100
+    return SetResult(
+        name=name,
+        frame=frame,
+        metrics=set_metrics(frame, cfg.bootstrap, cfg.seed),
+        baselines=baselines(lat, lon, train_lat, train_lon, cfg.seed),
+        strata=strata(frame),
+        by_continent=by_continent,
+        failed=failed,
+    )
+
+
+def evaluate_holdout(geo, locations: pd.DataFrame, images: pd.DataFrame, store, train, cell_lookup, cfg) -> SetResult:
+    """The test split of enriched_locations with its stored views."""
+    from ml.train.geocell import view_table
+
+    test = locations[locations["split"] == "test"]
+    test = test[test["id"].astype(str).isin(set(images["location_id"].astype(str)))].reset_index(drop=True)
+    if cfg.max_locations:
+        test = test.head(cfg.max_locations)
+    index, mask = view_table(test, images, geo.model.spec.views)
+    keys = images.reset_index(drop=True)["key"].to_numpy()
+    groups = [[store.read(keys[r]) for r in row[m]] for row, m in zip(index, mask)]
+    return evaluate_groups(
+        geo, "holdout", test, groups, train["lat"].to_numpy(), train["lon"].to_numpy(), cell_lookup, cfg
+    )
+
+
+def evaluate_manifest(geo, name: str, path: Path, swap: bool, train, cell_lookup, cfg) -> SetResult:
+    """A user set: images on disk with their coordinates; unreadable images are counted."""
+    from ml.data.images import ImageRejected, load_image
+    from ml.predict import MAX_PIXELS
+
+    truth = read_eval_manifest(path, swap)
+    groups, keep, failed = [], [], 0
+    for i, paths in enumerate(truth["paths"]):
+        try:
+            groups.append([load_image(p, MAX_PIXELS) for p in paths])
+            keep.append(i)
+        except ImageRejected:
+            failed += 1
+    truth = truth.iloc[keep].reset_index(drop=True)
+    return evaluate_groups(
+        geo, name, truth, groups, train["lat"].to_numpy(), train["lon"].to_numpy(), cell_lookup, cfg, failed
+    )

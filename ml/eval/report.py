@@ -1,0 +1,180 @@
+"""The benchmark report: Markdown and self-contained HTML per evaluation set, DVC metrics and
+plots files, and the pictures (cumulative error curve, guesses vs truth on a map)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ml.eval.evaluate import SetResult
+
+# PIGEON's published figures (Haas et al., CVPR 2024, arXiv 2307.05845), for context only:
+# a different task and data than Roost's embedded default.
+PAPER = [
+    {"system": "PIGEON, street-view holdout", "within_25km": 40.4, "country_accuracy": 91.96, "median_km": 44.0},
+    {"system": "PIGEOTTO, IM2GPS3k", "within_1km": 11.3, "within_25km": 36.7, "within_200km": 53.8,
+     "within_750km": 72.4, "within_2500km": 85.3},
+]  # fmt: skip
+ORDER = ["within_1km", "within_25km", "within_200km", "within_750km", "within_2500km", "median_km", "geoguessr",
+         "country_accuracy", "admin1_accuracy", "cell_top1", "cell_top5"]  # fmt: skip
+
+
+def error_curve(result: SetResult) -> pd.DataFrame:
+    """Share of guesses within each distance (log-spaced km), for DVC plots."""
+    d = np.sort(result.frame["distance_km"].to_numpy())
+    km = np.unique(np.round(np.logspace(0, np.log10(20000), 60), 1))
+    return pd.DataFrame({"km": km, "percent_within": [float(np.mean(d <= k) * 100) if len(d) else 0.0 for k in km]})
+
+
+def curve_png(result: SetResult) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curve = error_curve(result)
+    fig, ax = plt.subplots(figsize=(5, 3.2), dpi=90)
+    ax.plot(curve["km"], curve["percent_within"], label="model")
+    for name, b in result.baselines.items():
+        ax.scatter([25, 200, 750, 2500], [b[f"within_{r}km"] for r in (25, 200, 750, 2500)], s=10, label=name)
+    ax.set_xscale("log")
+    ax.set_xlabel("distance (km)")
+    ax.set_ylabel("% of guesses within")
+    ax.set_title(f"{result.name}: cumulative error", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def guesses_png(result: SetResult, countries=None) -> bytes:
+    from ml.geo.maps import finish_png, world_axes
+
+    fig, ax = world_axes(countries)
+    f = result.frame
+    for a, b, c, d in zip(f["lon"], f["lat"], f["guess_lon"], f["guess_lat"]):
+        ax.plot([a, c], [b, d], color="#999999", linewidth=0.3)
+    ax.scatter(f["lon"], f["lat"], s=3, c="#2ca02c", label="truth", linewidths=0)
+    ax.scatter(f["guess_lon"], f["guess_lat"], s=3, c="#d62728", label="guess", linewidths=0)
+    ax.legend(loc="lower left", fontsize=7, frameon=False)
+    return finish_png(fig, ax, f"{result.name}: guesses vs truth")
+
+
+def metric_table(result: SetResult) -> pd.DataFrame:
+    rows = []
+    for name in ORDER:
+        if name not in result.metrics:
+            continue
+        m = result.metrics[name]
+        row = {"metric": name, "model": round(m["value"], 2), "95% interval": f"{m['low']:.2f} - {m['high']:.2f}"}
+        for b, values in result.baselines.items():
+            row[b] = round(values[name], 2) if name in values else ""
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    cols = list(frame.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def write_report(result: SetResult, folder: Path, domain: str, countries=None) -> dict[str, Path]:
+    """Markdown + self-contained HTML for one set; returns the files written."""
+    folder.mkdir(parents=True, exist_ok=True)
+    curve, world = curve_png(result), guesses_png(result, countries)
+    (folder / f"{result.name}_error_curve.png").write_bytes(curve)
+    (folder / f"{result.name}_guesses.png").write_bytes(world)
+    table = metric_table(result)
+    intro = (
+        f"Evaluation set `{result.name}`: {len(result.frame)} locations"
+        + (f" ({result.failed} could not be read)" if result.failed else "")
+        + f". The model was trained on **{domain}**; its figures describe that task, not street-view photos."
+    )
+    paper = markdown_table(pd.DataFrame(PAPER).fillna(""))
+    md = f"""# Roost benchmark report: {result.name}
+
+{intro}
+
+## Metrics (bootstrap 95% intervals) and no-skill baselines
+
+{markdown_table(table)}
+
+## By distance to the nearest training location
+
+{markdown_table(result.strata)}
+
+## By continent
+
+{markdown_table(result.by_continent.round(2))}
+
+![cumulative error]({result.name}_error_curve.png)
+
+![guesses vs truth]({result.name}_guesses.png)
+
+## For context only: PIGEON's published figures
+
+A different task and different data (street-view photos, IM2GPS3k), from Haas et al., "PIGEON:
+Predicting Image Geolocations", CVPR 2024 (arXiv 2307.05845). Not comparable with the table above.
+
+{paper}
+"""
+    (folder / f"{result.name}.md").write_text(md)
+    img = lambda data: f'<img src="data:image/png;base64,{base64.b64encode(data).decode()}">'  # noqa: E731
+    body = md.replace(f"![cumulative error]({result.name}_error_curve.png)", img(curve)).replace(
+        f"![guesses vs truth]({result.name}_guesses.png)", img(world)
+    )
+    (folder / f"{result.name}.html").write_text(_html(body, result.name))
+    return {"md": folder / f"{result.name}.md", "html": folder / f"{result.name}.html"}
+
+
+def _html(markdown: str, title: str) -> str:
+    """A minimal Markdown (headings, tables, paragraphs, inline images) to HTML renderer, so the
+    report stays one self-contained file with no extra dependency."""
+    out, table = [], []
+
+    def flush_table():
+        if table:
+            rows = [r.strip("|").split(" | ") for r in table if not set(r) <= set("|-")]
+            out.append("<table>")
+            for k, cells in enumerate(rows):
+                tag = "th" if k == 0 else "td"
+                out.append("<tr>" + "".join(f"<{tag}>{html.escape(c.strip())}</{tag}>" for c in cells) + "</tr>")
+            out.append("</table>")
+            table.clear()
+
+    for line in markdown.splitlines():
+        if line.startswith("|"):
+            table.append(line)
+            continue
+        flush_table()
+        if line.startswith("#"):
+            level = len(line) - len(line.lstrip("#"))
+            out.append(f"<h{level}>{html.escape(line.lstrip('# '))}</h{level}>")
+        elif line.startswith("<img"):
+            out.append(f"<p>{line}</p>")
+        elif line.strip():
+            text = html.escape(line).replace("**", "")
+            out.append(f"<p>{text}</p>")
+    flush_table()
+    style = "body{font-family:sans-serif;max-width:60em;margin:auto}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px}"  # noqa: E501
+    return f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{style}</style></head><body>{chr(10).join(out)}</body></html>"  # noqa: E501
+
+
+def metrics_json(results: list[SetResult]) -> dict:
+    """The DVC metrics file: each set's metric values and baselines (flat enough to diff)."""
+    out = {}
+    for r in results:
+        out[r.name] = {k: round(v["value"], 4) for k, v in r.metrics.items()}
+        out[r.name]["n"] = len(r.frame)
+        out[r.name]["baseline_train_medoid_median_km"] = round(r.baselines["train_medoid"]["median_km"], 2)
+        out[r.name]["baseline_random_median_km"] = round(r.baselines["random_train_location"]["median_km"], 2)
+    return out

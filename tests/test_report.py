@@ -1,0 +1,103 @@
+"""benchmark_report: metric functions by hand, the swapped-header detector, the smoke report."""
+
+import json
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from ml.cli import main
+from ml.data.images import ImageStore
+from ml.eval.evaluate import SwappedColumnsError, read_eval_manifest, set_metrics
+from ml.eval.metrics import distance_summary, geoguessr_score
+from ml.geo.haversine import haversine_km
+from ml.paths import Paths
+from ml.store import read_table
+from orchestration.definitions import ASSETS
+from orchestration.resources import RoostResource
+
+
+def test_known_distances_and_scores():
+    assert haversine_km(48.8566, 2.3522, 51.5074, -0.1278) == pytest.approx(343.5, abs=1.0)
+    assert haversine_km(40.7128, -74.0060, 34.0522, -118.2437) == pytest.approx(3936, abs=5)
+    assert geoguessr_score(0.0) == 5000.0
+    assert geoguessr_score(1492.7) == pytest.approx(5000 / np.e)
+
+
+def test_thresholds_are_inclusive():
+    s = distance_summary([1.0, 25.0, 25.0001, 2500.0])
+    assert s["within_1km"] == 25.0 and s["within_25km"] == 50.0 and s["within_2500km"] == 100.0
+    assert s["median_km"] == pytest.approx((25.0 + 25.0001) / 2)
+
+
+def test_intervals_contain_the_value():
+    frame = pd.DataFrame({"distance_km": np.random.default_rng(0).exponential(500, 300)})
+    m = set_metrics(frame, n_boot=200, seed=0)
+    for v in m.values():
+        assert v["low"] <= v["value"] <= v["high"]
+
+
+def test_swapped_headers_are_detected(tmp_path):
+    path = tmp_path / "im2gps3k.csv"
+    pd.DataFrame({"image_path": ["a.jpg"], "lat": [-122.4], "lon": [37.77]}).to_csv(path, index=False)
+    with pytest.raises(SwappedColumnsError, match="headers look swapped"):
+        read_eval_manifest(path, swap=False)
+    fixed = read_eval_manifest(path, swap=True)
+    assert (fixed["lat"].iloc[0], fixed["lon"].iloc[0]) == (37.77, -122.4)
+
+
+@pytest.fixture(scope="module")
+def user_set(smoke_chain, tmp_path_factory):
+    """Some stored views of smoke test locations written out as files, as a user set would be."""
+    root, _ = smoke_chain
+    paths = Paths(root)
+    folder = tmp_path_factory.mktemp("userset")
+    locations = read_table(paths.asset_db("enriched_locations"), "locations", "WHERE split = 'test'").head(6)
+    images = read_table(paths.asset_db("location_images"), "images")
+    store = ImageStore(paths.shards)
+    rows = []
+    for loc in locations.itertuples():
+        key = images[(images.location_id == loc.id) & (images.view == 0)]["key"].iloc[0]
+        Image.fromarray(store.read(key)).save(folder / f"{loc.id}.png")
+        rows.append({"id": loc.id, "lat": loc.lat, "lon": loc.lon, "image_path": f"{loc.id}.png"})
+    (folder / "broken.png").write_bytes(b"\x89PNG broken")
+    rows.append({"id": "broken", "lat": 1.0, "lon": 1.0, "image_path": "broken.png"})
+    pd.DataFrame(rows).to_csv(folder / "set.csv", index=False)
+    return folder / "set.csv"
+
+
+def test_report_smoke_with_holdout_and_a_user_set(smoke_chain, user_set):
+    import yaml
+
+    root, _ = smoke_chain
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["benchmark_report"]["sets"] = [{"name": "mine", "manifest": str(user_set), "swap_lat_lon": False}]
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        result = dg.materialize(
+            ASSETS, selection=["benchmark_report"], resources={"roost": RoostResource(root=str(root))}
+        )
+    finally:
+        params["benchmark_report"]["sets"] = []
+        (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert result.success
+    out = Paths(root).asset_dir("benchmark_report")
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics) == {"holdout", "mine"} and metrics["mine"]["n"] == 6
+    assert 0 <= metrics["holdout"]["within_2500km"] <= 100 and metrics["holdout"]["median_km"] >= 0
+    html = (out / "reports" / "holdout.html").read_text()
+    assert "<table>" in html and "data:image/png;base64," in html and "PIGEON" in html
+    curve = pd.read_csv(out / "error_curve_holdout.csv")
+    assert curve["percent_within"].is_monotonic_increasing
+
+
+def test_roost_evaluate_cli(smoke_chain, user_set, tmp_path, capsys):
+    root, _ = smoke_chain
+    code = main(
+        ["evaluate", str(user_set), "--bundle", str(Paths(root).bundle), "--out", str(tmp_path), "--bootstrap", "50"]
+    )
+    out = capsys.readouterr().out
+    assert code == 0 and "within_25km" in out and "1 images could not be read" in out
+    assert (tmp_path / "set.html").exists()
