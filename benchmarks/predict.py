@@ -10,11 +10,13 @@ import statistics  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 
+import geopandas  # noqa: E402, F401  (imported before timing: load_seconds is after imports)
 import numpy as np  # noqa: E402
 
 from ml.bundle import BundleError  # noqa: E402
 from ml.config import load_config  # noqa: E402
 from ml.data.images import ImageStore  # noqa: E402
+from ml.geo import boundaries, gazetteer  # noqa: E402, F401
 from ml.geo.geocells import load_geocells  # noqa: E402
 from ml.models.geocell import load_geocell_model  # noqa: E402
 from ml.paths import Paths  # noqa: E402
