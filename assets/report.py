@@ -4,7 +4,6 @@ import json
 
 import dagster as dg
 import geopandas as gpd
-import pandas as pd
 
 from assets.bundle import model_bundle
 from assets.images import location_images
@@ -13,7 +12,6 @@ from assets.metadata import png
 from ml.data.images import ImageStore
 from ml.eval.evaluate import ReportConfig, evaluate_holdout, evaluate_manifest
 from ml.eval.report import curve_png, error_curve, markdown_table, metric_table, metrics_json, write_report
-from ml.geo.geocells import GeocellIndex
 from ml.predict import Geolocator
 from ml.store import read_table
 from orchestration.resources import RoostResource
@@ -24,9 +22,7 @@ def benchmark_report(context: dg.AssetExecutionContext, roost: RoostResource) ->
     """PIGEON's metrics for the bundle on the holdout split and every user set in params."""
     paths, cfg = roost.paths(), roost.config(ReportConfig)
     geo = Geolocator(paths.bundle)
-    sites = pd.read_parquet(paths.bundle / "geocell_sites.parquet")
-    cells = gpd.read_parquet(paths.bundle / "geocells.parquet").sort_values("cell_id")
-    lookup = GeocellIndex(cells.geometry.to_numpy(), sites["lat"], sites["lon"], sites["cell_id"]).lookup
+    lookup = geo.cell_lookup()
     locations = read_table(paths.asset_db("enriched_locations"), "locations")
     train = locations[locations["split"] == "train"]
     images = read_table(paths.asset_db("location_images"), "images")

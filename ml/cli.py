@@ -113,7 +113,6 @@ def _evaluate(args: argparse.Namespace) -> int:
     from ml.bundle import BundleError
     from ml.eval.evaluate import ReportConfig, SwappedColumnsError, evaluate_manifest
     from ml.eval.report import markdown_table, metric_table, metrics_json, write_report
-    from ml.geo.geocells import GeocellIndex
     from ml.predict import Geolocator
 
     try:
@@ -122,9 +121,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(f"roost: error: {e}", file=sys.stderr)
         return 2
     bundle = Path(args.bundle)
-    sites = pd.read_parquet(bundle / "geocell_sites.parquet")
-    cells = gpd.read_parquet(bundle / "geocells.parquet").sort_values("cell_id")
-    lookup = GeocellIndex(cells.geometry.to_numpy(), sites["lat"], sites["lon"], sites["cell_id"]).lookup
+    sites = pd.read_parquet(bundle / "geocell_sites.parquet")  # the training locations, for the baselines
+    lookup = geo.cell_lookup()
     cfg = ReportConfig(sets=[], bootstrap=args.bootstrap, seed=0, batch_size=args.batch_size, max_locations=0)
     name = args.name or Path(args.manifest).stem
     try:

@@ -7,9 +7,8 @@ the top cells and what the multi-task heads infer. A file that cannot be read gi
 with an ``error`` and the others go on.
 
 The uncertainty radius: the smallest distance r around the guess such that the cells whose
-centroids lie within r hold at least half of the model's probability (at least the distance
-to the top cell's centroid's nearest neighbour cell is not assumed; a confident model on a
-small cell gives a small radius, a spread-out prediction a large one).
+centroids lie within r hold at least half of the model's probability. A confident model on a
+small cell gives a small radius, a spread-out prediction a large one.
 """
 
 from __future__ import annotations
@@ -58,15 +57,25 @@ class Geolocator:
         self.device = pick_device(device)
         self.model = load_geocell_model(self.folder / "model").to(self.device)
         self.spec = BackboneSpec(**self.model.spec.backbone)
-        cells = pd.read_parquet(self.folder / "geocells.parquet", columns=["cell_id", "centroid_lat", "centroid_lon"])
-        meta = pd.read_parquet(self.folder / "geocells.parquet", columns=["country", "admin1"])
-        self.cells = pd.concat([cells, meta], axis=1).sort_values("cell_id").reset_index(drop=True)
+        columns = ["cell_id", "centroid_lat", "centroid_lon", "country", "admin1"]
+        self.cells = pd.read_parquet(self.folder / "geocells.parquet", columns=columns)
+        self.cells = self.cells.sort_values("cell_id").reset_index(drop=True)
         self.centroids = self.cells[["centroid_lat", "centroid_lon"]].to_numpy(np.float64)
         self.prototypes = Prototypes.load(self.folder)
         refine = self.params["refine"]
         self.refine = RefineConfig(**refine)
         self.top_k = top_k
         self._places = None
+
+    def cell_lookup(self):
+        """(lat, lon) -> cell id with the bundle's geocells (polygons, else nearest training point)."""
+        import geopandas as gpd
+
+        from ml.geo.geocells import GeocellIndex
+
+        sites = pd.read_parquet(self.folder / "geocell_sites.parquet")
+        cells = gpd.read_parquet(self.folder / "geocells.parquet").sort_values("cell_id")
+        return GeocellIndex(cells.geometry.to_numpy(), sites["lat"], sites["lon"], sites["cell_id"]).lookup
 
     # -- naming places ---------------------------------------------------------------------
     def _namer(self):
@@ -307,7 +316,6 @@ def explain(model, spec: BackboneSpec, image: np.ndarray) -> np.ndarray:
 
 
 def explain_png(image: np.ndarray, heat: np.ndarray, title: str = "") -> bytes:
-    import io
 
     import matplotlib
 
@@ -325,11 +333,9 @@ def explain_png(image: np.ndarray, heat: np.ndarray, title: str = "") -> bytes:
         ax.set_yticks([])
     axes[0].set_title("input", fontsize=8)
     axes[1].set_title(title or "attention rollout", fontsize=8)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    from ml.geo.maps import figure_png
+
+    return figure_png(fig)
 
 
 def map_png(results: list[dict], countries=None) -> bytes:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 from pathlib import Path
 
 import numpy as np
@@ -47,11 +46,9 @@ def curve_png(result: SetResult) -> bytes:
     ax.set_ylabel("% of guesses within")
     ax.set_title(f"{result.name}: cumulative error", fontsize=9)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    from ml.geo.maps import figure_png
+
+    return figure_png(fig)
 
 
 def guesses_png(result: SetResult, countries=None) -> bytes:

@@ -22,13 +22,19 @@ def world_axes(countries=None, size=(8, 4.2)):
 
 def finish_png(fig, ax, title: str = "") -> bytes:
     """World extent, no ticks, the title; the figure as PNG bytes (closed)."""
-    import matplotlib.pyplot as plt
 
     ax.set_xlim(-180, 180)
     ax.set_ylim(-60, 85)
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_title(title, fontsize=9)
+    return figure_png(fig)
+
+
+def figure_png(fig) -> bytes:
+    """A matplotlib figure as PNG bytes; the figure is closed."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")

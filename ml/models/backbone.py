@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 CONFIGS = Path(__file__).with_name("configs")
 SPEC_FILE = "roost_backbone.json"
@@ -88,18 +87,14 @@ def load_backbone(folder: Path):
 def preprocess(images: list[np.ndarray] | np.ndarray, spec: BackboneSpec) -> torch.Tensor:
     """uint8 RGB images -> normalised float tensor (B, 3, S, S): shorter side resized to S
     (bicubic), centre crop, CLIP mean/std. No torchvision needed."""
-    size = spec.image_size
-    out = []
-    for img in images:
-        h, w = img.shape[:2]
-        if (h, w) != (size, size):
-            scale = size / min(h, w)
-            nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
-            im = Image.fromarray(img).resize((nw, nh), Image.Resampling.BICUBIC)
-            top, left = (nh - size) // 2, (nw - size) // 2
-            img = np.asarray(im.crop((left, top, left + size, top + size)))
-        out.append(img)
-    x = torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).float().div_(255.0)
+    from ml.data.images import fit_square
+
+    x = (
+        torch.from_numpy(np.stack([fit_square(img, spec.image_size) for img in images]))
+        .permute(0, 3, 1, 2)
+        .float()
+        .div_(255.0)
+    )
     mean = torch.tensor(spec.image_mean).view(1, 3, 1, 1)
     std = torch.tensor(spec.image_std).view(1, 3, 1, 1)
     return (x - mean) / std

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import io
 import math
 import random
 
@@ -49,8 +48,6 @@ def curves_png(curves: dict[str, list[float]], title: str, xlabel: str = "step")
     ax.set_xlabel(xlabel)
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    from ml.geo.maps import figure_png
+
+    return figure_png(fig)
