@@ -41,7 +41,7 @@ run: install
 
 repro: run
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed $(DVC_VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest

@@ -7,7 +7,7 @@ import numpy as np
 from assets.locations import enriched_locations
 from assets.metadata import counts_table, png
 from ml.data.enrich import EnrichConfig
-from ml.geo.geocells import GeocellsConfig, build_geocells, check_geocells, offshore_cells
+from ml.geo.geocells import GeocellsConfig, build_cells, check_geocells, offshore_cells
 from ml.geo.maps import cells_map_png
 from ml.geo.reference import ReferenceData
 from ml.store import read_table, write_tables
@@ -16,13 +16,14 @@ from orchestration.resources import RoostResource
 
 @dg.asset(group_name="geocells", kinds={"geoparquet", "duckdb"}, deps=[enriched_locations])
 def geocells(context: dg.AssetExecutionContext, roost: RoostResource) -> dg.MaterializeResult:
-    """PIGEON's semantic geocells from the train split: admin units merged and split to size."""
+    """PIGEON's semantic geocells from the train split: admin units merged and split to size
+    (or, with ``builder: naive``, border-blind boxes of equal point count: the ablation)."""
     paths, cfg = roost.paths(), roost.config(GeocellsConfig)
     train = read_table(paths.asset_db("enriched_locations"), "locations", "WHERE split = 'train'")
     reference = ReferenceData(paths.reference)
     admin2 = roost.config(EnrichConfig).admin2  # the one home of the admin-2 file setting
     polygons = gpd.read_file(paths.resolve(admin2.path)).to_crs(4326) if admin2.path else None
-    cells = build_geocells(train, reference.admin0, reference.admin1, cfg, polygons, admin2.name_field)
+    cells = build_cells(train, reference.admin0, reference.admin1, cfg, polygons, admin2.name_field)
     violations = check_geocells(cells, train, cfg)
     context.log.info(f"{len(cells.cells)} cells in {sum(cells.seconds.values()):.1f} s; violations {violations}")
     out = paths.asset_dir("geocells")
@@ -34,6 +35,7 @@ def geocells(context: dg.AssetExecutionContext, roost: RoostResource) -> dg.Mate
     picture = cells_map_png(cells.geodataframe(), reference.admin0, f"{len(table)} geocells")
     return dg.MaterializeResult(
         metadata={
+            "builder": cfg.builder,
             "cells": len(table),
             "training_points": len(cells.assignments),
             "cells_by_kind": counts_table(table["kind"].value_counts().to_dict(), key="kind", value="cells"),

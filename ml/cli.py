@@ -123,10 +123,28 @@ def _evaluate(args: argparse.Namespace) -> int:
     bundle = Path(args.bundle)
     sites = pd.read_parquet(bundle / "geocell_sites.parquet")  # the training locations, for the baselines
     lookup = geo.cell_lookup()
-    cfg = ReportConfig(sets=[], bootstrap=args.bootstrap, seed=0, batch_size=args.batch_size, max_locations=0)
+    cfg = ReportConfig(
+        sets=[],
+        bootstrap=args.bootstrap,
+        seed=0,
+        batch_size=args.batch_size,
+        max_locations=0,
+        zero_shot=args.zero_shot,
+        zero_shot_top_countries=args.top_countries,
+    )
     name = args.name or Path(args.manifest).stem
+    zero_shots = {}
+    if args.zero_shot:
+        from ml.eval.zeroshot import ZeroShot, load_clip
+
+        named = pd.concat([sites, geo.name_places(sites["lat"].to_numpy(), sites["lon"].to_numpy())], axis=1)
+        for model_name in args.zero_shot:
+            model, tokenizer, spec = load_clip(model_name, bundle / "model")
+            zero_shots[model_name] = ZeroShot(model, tokenizer, spec, named, args.top_countries, args.device)
     try:
-        result = evaluate_manifest(geo, name, Path(args.manifest), args.swap_lat_lon, sites, lookup, cfg)
+        result = evaluate_manifest(
+            geo, name, Path(args.manifest), args.swap_lat_lon, sites, lookup, cfg, zero_shots=zero_shots
+        )
     except (SwappedColumnsError, ValueError) as e:
         print(f"roost: error: {e}", file=sys.stderr)
         return 2
@@ -186,6 +204,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--swap-lat-lon", action="store_true", help="the manifest's lat and lon headers are swapped")
     p.add_argument("--bootstrap", type=int, default=1000)
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument(
+        "--zero-shot",
+        action="append",
+        default=[],
+        metavar="CLIP",
+        help="also score this CLIP model by zero-shot prompts (a local folder or a hub id; repeatable)",
+    )
+    p.add_argument("--top-countries", type=int, default=3, help="zero-shot: regions within this many countries")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=_evaluate)
     return parser

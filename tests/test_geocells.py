@@ -22,7 +22,13 @@ from ml.store import read_table
 
 REPO = Path(__file__).resolve().parents[1]
 CFG = GeocellsConfig(
-    min_cell_size=8, max_cell_size=20, optics=OpticsConfig(4, 0.05, 4, 100.0), adjacency_deg=0.02, workers=1
+    min_cell_size=8,
+    max_cell_size=20,
+    optics=OpticsConfig(4, 0.05, 4, 100.0),
+    adjacency_deg=0.02,
+    workers=1,
+    builder="semantic",
+    naive_cells=0,
 )
 
 
@@ -124,7 +130,7 @@ def test_balance_keeps_bounds_and_identical_sites_together():
 
 def test_bounds_must_allow_a_split():
     with pytest.raises(ValueError, match="2 \\* min_cell_size - 1"):
-        GeocellsConfig(30, 50, OpticsConfig(5, 0.05, 5, 100), 0.02, 1)
+        GeocellsConfig(30, 50, OpticsConfig(5, 0.05, 5, 100), 0.02, 1, "semantic", 0)
 
 
 def test_geocells_smoke(smoke_chain):

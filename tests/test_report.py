@@ -91,13 +91,39 @@ def test_report_smoke_with_holdout_and_a_user_set(smoke_chain, user_set):
     assert "<table>" in html and "data:image/png;base64," in html and "PIGEON" in html
     curve = pd.read_csv(out / "error_curve_holdout.csv")
     assert curve["percent_within"].is_monotonic_increasing
+    zero_shot = metrics["holdout"]["zero_shot_streetclip"]
+    assert 0 <= zero_shot["country_accuracy"] <= 100 and zero_shot["median_km"] >= 0
+    assert "zero-shot streetclip" in (out / "reports" / "holdout.md").read_text()
+
+
+def test_dvc_reads_the_metrics_and_plots(smoke_chain):
+    """`dvc metrics show` and `dvc plots show` read the report's outputs through dvc.yaml."""
+    import shutil
+    import subprocess
+
+    from tests.conftest import REPO
+
+    dvc = REPO / ".venv-dvc" / "bin" / "dvc"
+    if not dvc.exists():
+        pytest.fail(f"{dvc} missing: `make test` installs DVC's environment first")
+    root, _ = smoke_chain
+    shutil.copy(REPO / "dvc.yaml", root / "dvc.yaml")
+    if not (root / ".dvc").exists():
+        subprocess.run([dvc, "init", "--no-scm", "-q"], cwd=root, check=True)
+    shown = subprocess.run([dvc, "metrics", "show", "--json"], cwd=root, check=True, capture_output=True, text=True)
+    read = json.loads(shown.stdout)[""]["data"]["data/benchmark_report/metrics.json"]["data"]
+    assert read == json.loads((root / "data" / "benchmark_report" / "metrics.json").read_text())
+    plots = subprocess.run([dvc, "plots", "show", "--json"], cwd=root, check=True, capture_output=True, text=True)
+    assert "errors" not in json.loads(plots.stdout)
 
 
 def test_roost_evaluate_cli(smoke_chain, user_set, tmp_path, capsys):
     root, _ = smoke_chain
     code = main(
-        ["evaluate", str(user_set), "--bundle", str(Paths(root).bundle), "--out", str(tmp_path), "--bootstrap", "50"]
-    )
+        ["evaluate", str(user_set), "--bundle", str(Paths(root).bundle), "--out", str(tmp_path), "--bootstrap", "50",
+         "--zero-shot", str(Paths(root).streetclip_model)]
+    )  # fmt: skip
     out = capsys.readouterr().out
     assert code == 0 and "within_25km" in out and "1 images could not be read" in out
+    assert "zero-shot" in (tmp_path / "set.md").read_text()
     assert (tmp_path / "set.html").exists()

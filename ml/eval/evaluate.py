@@ -5,12 +5,14 @@ score (5000 exp(-d / 1492.7), unrounded), country and admin-1 accuracy (the gues
 same Natural Earth rule as the truth), geocell top-1 / top-5; seeded bootstrap 95% intervals.
 Two no-skill baselines on the same set: always the train-set medoid, and a random training
 location. Accuracy is also stratified by the distance from each evaluated location to its
-nearest training location, so a reader sees how much comes from nearby training data.
+nearest training location, so a reader sees how much comes from nearby training data. CLIP
+models named in params are also scored with no head, by hierarchical zero-shot prompts
+(ml/eval/zeroshot.py), each as its own row.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
@@ -40,6 +42,8 @@ class ReportConfig:
     seed: int
     batch_size: int
     max_locations: int  # evaluate at most this many holdout locations (0 = all)
+    zero_shot: list[str]  # CLIP models for the zero-shot rows: streetclip (the asset), a folder or a hub id
+    zero_shot_top_countries: int  # admin-1 regions are scored within this many best countries
 
 
 class SwappedColumnsError(ValueError):
@@ -140,6 +144,7 @@ class SetResult:
     strata: pd.DataFrame
     by_continent: pd.DataFrame
     failed: int
+    zero_shot: dict = field(default_factory=dict)  # model name -> metrics of its zero-shot guesses
 
 
 def evaluate_groups(
@@ -152,6 +157,7 @@ def evaluate_groups(
     cell_lookup,
     cfg: ReportConfig,
     failed: int = 0,
+    zero_shots: dict | None = None,
 ) -> SetResult:
     """Evaluate predictions for ``groups`` (the views of each truth row)."""
     results = []
@@ -181,6 +187,16 @@ def evaluate_groups(
         .reset_index()
     )
     by_continent["country_accuracy"] *= 100
+    zero_shot = {}
+    for zname, classifier in (zero_shots or {}).items():
+        parts = [classifier.predict(groups[i : i + cfg.batch_size]) for i in range(0, len(groups), cfg.batch_size)]
+        z = pd.concat(parts, ignore_index=True) if parts else classifier.predict([])
+        zf = pd.DataFrame({"distance_km": haversine_km(lat, lon, z["lat"].to_numpy(float), z["lon"].to_numpy(float))})
+        zf["country_correct"] = frame["country"].to_numpy() == z["country"].to_numpy(dtype=object)
+        zf["admin1_correct"] = zf["country_correct"].to_numpy() & (
+            places["admin1"].to_numpy() == z["admin1"].to_numpy(dtype=object)
+        )
+        zero_shot[zname] = set_metrics(zf, cfg.bootstrap, cfg.seed)
     return SetResult(
         name=name,
         frame=frame,
@@ -189,10 +205,13 @@ def evaluate_groups(
         strata=strata(frame),
         by_continent=by_continent,
         failed=failed,
+        zero_shot=zero_shot,
     )
 
 
-def evaluate_holdout(geo, locations: pd.DataFrame, images: pd.DataFrame, store, train, cell_lookup, cfg) -> SetResult:
+def evaluate_holdout(
+    geo, locations: pd.DataFrame, images: pd.DataFrame, store, train, cell_lookup, cfg, zero_shots=None
+) -> SetResult:
     """The test split of enriched_locations with its stored views."""
     from ml.train.geocell import view_table
 
@@ -203,12 +222,11 @@ def evaluate_holdout(geo, locations: pd.DataFrame, images: pd.DataFrame, store, 
     index, mask = view_table(test, images, geo.model.spec.views)
     keys = images.reset_index(drop=True)["key"].to_numpy()
     groups = [[store.read(keys[r]) for r in row[m]] for row, m in zip(index, mask)]
-    return evaluate_groups(
-        geo, "holdout", test, groups, train["lat"].to_numpy(), train["lon"].to_numpy(), cell_lookup, cfg
-    )
+    tl, tn = train["lat"].to_numpy(), train["lon"].to_numpy()
+    return evaluate_groups(geo, "holdout", test, groups, tl, tn, cell_lookup, cfg, zero_shots=zero_shots)
 
 
-def evaluate_manifest(geo, name: str, path: Path, swap: bool, train, cell_lookup, cfg) -> SetResult:
+def evaluate_manifest(geo, name: str, path: Path, swap: bool, train, cell_lookup, cfg, zero_shots=None) -> SetResult:
     """A user set: images on disk with their coordinates; unreadable images are counted."""
     from ml.data.images import ImageRejected, load_image
     from ml.predict import MAX_PIXELS
@@ -222,6 +240,5 @@ def evaluate_manifest(geo, name: str, path: Path, swap: bool, train, cell_lookup
         except ImageRejected:
             failed += 1
     truth = truth.iloc[keep].reset_index(drop=True)
-    return evaluate_groups(
-        geo, name, truth, groups, train["lat"].to_numpy(), train["lon"].to_numpy(), cell_lookup, cfg, failed
-    )
+    tl, tn = train["lat"].to_numpy(), train["lon"].to_numpy()
+    return evaluate_groups(geo, name, truth, groups, tl, tn, cell_lookup, cfg, failed, zero_shots)

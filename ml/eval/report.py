@@ -77,6 +77,22 @@ def metric_table(result: SetResult) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+ZERO_SHOT_ORDER = ["within_1km", "within_25km", "within_200km", "within_750km", "within_2500km", "median_km",
+                   "geoguessr", "country_accuracy", "admin1_accuracy"]  # fmt: skip
+
+
+def zero_shot_table(result: SetResult) -> pd.DataFrame:
+    """One row per CLIP model scored by hierarchical zero-shot prompts (no head), with intervals."""
+    rows = []
+    for name, metrics in result.zero_shot.items():
+        row = {"system": f"zero-shot {name}"}
+        for k in ZERO_SHOT_ORDER:
+            m = metrics[k]
+            row[k] = f"{m['value']:.2f} ({m['low']:.2f} - {m['high']:.2f})"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def markdown_table(frame: pd.DataFrame) -> str:
     cols = list(frame.columns)
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
@@ -97,6 +113,15 @@ def write_report(result: SetResult, folder: Path, domain: str, countries=None) -
         + f". The model was trained on **{domain}**; its figures describe that task, not street-view photos."
     )
     paper = markdown_table(pd.DataFrame(PAPER).fillna(""))
+    zero_shot = ""
+    if result.zero_shot:
+        zero_shot = f"""## CLIP zero-shot, no head (value and 95% interval)
+
+Hierarchical prompts: the country first ("A Street View photo in {{country}}."), then admin-1
+regions within the best countries; the guess is the chosen region's training centroid.
+
+{markdown_table(zero_shot_table(result))}
+"""
     md = f"""# Roost benchmark report: {result.name}
 
 {intro}
@@ -105,6 +130,7 @@ def write_report(result: SetResult, folder: Path, domain: str, countries=None) -
 
 {markdown_table(table)}
 
+{zero_shot}
 ## By distance to the nearest training location
 
 {markdown_table(result.strata)}
@@ -174,4 +200,7 @@ def metrics_json(results: list[SetResult]) -> dict:
         out[r.name]["n"] = len(r.frame)
         out[r.name]["baseline_train_medoid_median_km"] = round(r.baselines["train_medoid"]["median_km"], 2)
         out[r.name]["baseline_random_median_km"] = round(r.baselines["random_train_location"]["median_km"], 2)
+        for model, metrics in r.zero_shot.items():
+            key = "zero_shot_" + "".join(c if c.isalnum() else "_" for c in model)
+            out[r.name][key] = {k: round(v["value"], 4) for k, v in metrics.items()}
     return out

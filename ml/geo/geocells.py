@@ -73,8 +73,12 @@ class GeocellsConfig:
     optics: OpticsConfig
     adjacency_deg: float  # units closer than this (degrees) are adjacent
     workers: int  # processes for splitting
+    builder: str  # semantic (PIGEON's cells) | naive (border-blind equal-count boxes, the ablation)
+    naive_cells: int  # naive: the number of boxes (0 = as many as the semantic build makes)
 
     def __post_init__(self):
+        if self.builder not in ("semantic", "naive"):
+            raise ValueError(f"geocells: builder {self.builder!r}; use semantic or naive")
         if self.max_cell_size < 2 * self.min_cell_size - 1:
             raise ValueError(
                 f"geocells: max_cell_size {self.max_cell_size} must be at least 2 * min_cell_size - 1 "
@@ -543,6 +547,23 @@ def build_geocells(
     return Geocells(cells=cells, assignments=assignments, seconds=seconds, split_parents={c: parents[c] for c in big})
 
 
+def build_cells(
+    points: pd.DataFrame, admin0, admin1, cfg: GeocellsConfig, admin2=None, admin2_name: str = ""
+) -> Geocells:
+    """The configured builder: semantic cells, or naive boxes (``naive_cells`` of them, or as
+    many as the semantic build makes, for a comparison at equal count)."""
+    if cfg.builder == "semantic":
+        return build_geocells(points, admin0, admin1, cfg, admin2, admin2_name)
+    from ml.geo.naive import build_naive_geocells
+
+    lap = Laps()
+    n = cfg.naive_cells or len(build_geocells(points, admin0, admin1, cfg, admin2, admin2_name).cells)
+    lap("semantic_count")
+    cells = build_naive_geocells(points, n)
+    cells.seconds = lap.seconds | cells.seconds
+    return cells
+
+
 # -- lookup and checks -----------------------------------------------------------------------
 
 
@@ -577,17 +598,28 @@ class GeocellIndex:
 
 def check_geocells(g: Geocells, points: pd.DataFrame, cfg: GeocellsConfig) -> dict[str, int]:
     """Counts of each invariant's violations (all zero for a correct build). Sizes are checked
-    against [min, max] except whole small countries (rule 3)."""
+    against [min, max] except whole small countries (rule 3). Naive boxes are checked for what
+    they promise (a partition, every point once, the lookup) and not for sizes or borders."""
     cells, a = g.cells, g.assignments
+    naive = bool(len(cells)) and bool((cells["kind"] == "naive").all())
     geoms = cells["geometry"].to_numpy()
-    sizes = np.bincount(a["cell_id"][a["cell_id"] >= 0], minlength=len(cells))
-    country_cell = cells["kind"].to_numpy() == "country"
-    point_country = points.set_index("id").loc[a["id"], "adm0_a3"].to_numpy()
-    countries_per_cell = pd.Series(point_country).groupby(a["cell_id"].to_numpy()).nunique()
     tree = shapely.STRtree(geoms)
     i, j = tree.query(geoms, predicate="overlaps")
     keep = i < j
     overlap_area = shapely.area(shapely.intersection(geoms[i[keep]], geoms[j[keep]]))
+    looked_up = GeocellIndex.from_geocells(g).lookup(a["lat"], a["lon"])
+    shared = {
+        "points_without_cell": int((a["cell_id"] < 0).sum()),
+        "points_in_several_cells": int(a["id"].duplicated().sum()),
+        "overlapping_cell_pairs": int((overlap_area > 1e-9).sum()),
+        "lookup_disagrees_with_assignment": int((looked_up != a["cell_id"].to_numpy()).sum()),
+    }
+    if naive:
+        return shared
+    sizes = np.bincount(a["cell_id"][a["cell_id"] >= 0], minlength=len(cells))
+    country_cell = cells["kind"].to_numpy() == "country"
+    point_country = points.set_index("id").loc[a["id"], "adm0_a3"].to_numpy()
+    countries_per_cell = pd.Series(point_country).groupby(a["cell_id"].to_numpy()).nunique()
     cover = 0
     for parent, children in cells[cells["kind"] == "split"].groupby("parent"):
         union = shapely.union_all(children["geometry"].to_numpy())
@@ -595,16 +627,11 @@ def check_geocells(g: Geocells, points: pd.DataFrame, cfg: GeocellsConfig) -> di
         gap = shapely.area(shapely.symmetric_difference(union, whole))
         if gap > 1e-6 * max(shapely.area(whole), 1e-9):
             cover += 1
-    looked_up = GeocellIndex.from_geocells(g).lookup(a["lat"], a["lon"])
-    return {
-        "points_without_cell": int((a["cell_id"] < 0).sum()),
-        "points_in_several_cells": int(a["id"].duplicated().sum()),
+    return shared | {
         "cells_below_min": int(((sizes < cfg.min_cell_size) & ~country_cell).sum()),
         "cells_above_max": int((sizes > cfg.max_cell_size).sum()),
-        "overlapping_cell_pairs": int((overlap_area > 1e-9).sum()),
         "cells_across_borders": int((countries_per_cell > 1).sum()),
         "split_children_not_covering_parent": cover,
-        "lookup_disagrees_with_assignment": int((looked_up != a["cell_id"].to_numpy()).sum()),
     }
 
 
