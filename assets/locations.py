@@ -16,7 +16,8 @@ def raw_locations(context: dg.AssetExecutionContext, roost: RoostResource) -> dg
     """Input locations from the configured source; every row accepted or rejected with a reason."""
     paths, cfg = roost.paths(), roost.config(RawLocationsConfig)
     result = load_raw_locations(cfg, paths.resolve(cfg.path), paths.root)
-    db = write_tables(paths.asset_db("raw_locations"), {"locations": result.locations, "rejected": result.rejected})
+    tables = {"locations": result.locations, "rejected": result.rejected} | result.tables
+    db = write_tables(paths.asset_db("raw_locations"), tables)
     context.log.info(f"{len(result.locations)} accepted, {len(result.rejected)} rejected of {result.n_input} rows")
     return dg.MaterializeResult(
         metadata={
@@ -26,6 +27,7 @@ def raw_locations(context: dg.AssetExecutionContext, roost: RoostResource) -> dg
             "accepted": len(result.locations),
             "rejected": len(result.rejected),
             "rejected_by_reason": counts_table(result.reason_counts()),
+            **result.counts,
             "path": dg.MetadataValue.path(str(db)),
         }
     )

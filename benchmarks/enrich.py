@@ -28,7 +28,9 @@ def main() -> None:
     paths = Paths.from_env()
     gallery = paths.reference / "mp16_gallery_100k.csv"
     cfg = load_config(EnrichConfig, paths.params)
-    raw_cfg = RawLocationsConfig(source="default", path=str(gallery), n_locations=0, seed=0)
+    raw_cfg = RawLocationsConfig(
+        source="default", path=str(gallery), n_locations=0, seed=0, group_distance_m=0, group_minutes=0
+    )
     raw = load_raw_locations(raw_cfg, gallery, paths.root).locations
 
     with tempfile.TemporaryDirectory() as tmp:

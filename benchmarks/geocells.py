@@ -38,7 +38,7 @@ def main() -> None:
     paths = Paths.from_env()
     reference = ReferenceData(paths.reference)
     gallery = Path(args.points).resolve() if args.points else paths.reference / "mp16_gallery_100k.csv"
-    raw = load_raw_locations(RawLocationsConfig("default", str(gallery), 0, 0), gallery, paths.root).locations
+    raw = load_raw_locations(RawLocationsConfig("default", str(gallery), 0, 0, 0, 0), gallery, paths.root).locations
     points = enrich_locations(raw, reference, load_config(EnrichConfig, paths.params), paths.root).locations
     cfg = replace(load_config(GeocellsConfig, paths.params), min_cell_size=30, max_cell_size=60, builder="semantic")
     admin0, admin1 = reference.admin0, reference.admin1

@@ -45,7 +45,9 @@ def manifest(tmp_path):
 
 
 def test_fuzzed_manifest_reconciles_with_right_reasons(manifest, tmp_path):
-    cfg = RawLocationsConfig(source="manifest", path=str(manifest), n_locations=0, seed=0)
+    cfg = RawLocationsConfig(
+        source="manifest", path=str(manifest), n_locations=0, seed=0, group_distance_m=0, group_minutes=0
+    )
     result = load_raw_locations(cfg, manifest, tmp_path)
     assert len(result.locations) + len(result.rejected) == result.n_input == len(CASES)
     got = dict(zip(result.rejected["input_row"], result.rejected["reason"]))
@@ -62,7 +64,9 @@ def test_fuzzed_manifest_reconciles_with_right_reasons(manifest, tmp_path):
 def test_parquet_manifest_with_numeric_nan_and_inf(tmp_path):
     path = tmp_path / "m.parquet"
     pd.DataFrame({"latitude": [1.0, math.nan, math.inf, 45.0], "longitude": [1.0, 2.0, 3.0, 200.0]}).to_parquet(path)
-    cfg = RawLocationsConfig(source="manifest", path=str(path), n_locations=0, seed=0)
+    cfg = RawLocationsConfig(
+        source="manifest", path=str(path), n_locations=0, seed=0, group_distance_m=0, group_minutes=0
+    )
     result = load_raw_locations(cfg, path, tmp_path)
     assert list(result.locations["id"]) == ["row-0"]
     assert list(result.rejected["reason"]) == [
@@ -108,11 +112,13 @@ def test_header_only_manifest_has_no_rows(tmp_path):
 
 def test_default_source_is_a_seeded_sample_of_the_gallery(tmp_path):
     gallery = REPO / "data" / "reference" / "mp16_gallery_100k.csv"
-    cfg = RawLocationsConfig(source="default", path=str(gallery), n_locations=200, seed=3)
+    cfg = RawLocationsConfig(
+        source="default", path=str(gallery), n_locations=200, seed=3, group_distance_m=0, group_minutes=0
+    )
     a = load_raw_locations(cfg, gallery, REPO)
     b = load_raw_locations(cfg, gallery, REPO)
     assert len(a.locations) + len(a.rejected) == 200
     assert a.locations["id"].tolist() == b.locations["id"].tolist()
     assert a.locations["id"].str.startswith("mp16-").all()
-    other = load_raw_locations(RawLocationsConfig("default", str(gallery), 200, 4), gallery, REPO)
+    other = load_raw_locations(RawLocationsConfig("default", str(gallery), 200, 4, 0, 0), gallery, REPO)
     assert a.locations["id"].tolist() != other.locations["id"].tolist()

@@ -35,6 +35,19 @@ class ImageRejected(ValueError):
         self.reason, self.detail = reason, detail
 
 
+def register_heif() -> bool:
+    """Let Pillow open HEIC/HEIF photos (pillow-heif); False when it is not installed."""
+    try:
+        from pillow_heif import register_heif_opener
+    except ImportError:
+        return False
+    register_heif_opener()
+    return True
+
+
+HEIF = register_heif()
+
+
 def load_image(source: Path | bytes, max_pixels: int) -> np.ndarray:
     """Decode, orient and convert one image to uint8 RGB (h, w, 3), or raise ImageRejected."""
     if isinstance(source, (str, Path)):

@@ -4,6 +4,9 @@ Sources (``raw_locations.source`` in params):
 
 - ``default``: a seeded sample of the MP-16 gallery shipped in data/reference (where people
   take photos), the embedded default.
+- ``exif_folder``: a folder of geotagged photos (recursively), one location per photo or per
+  group of photos taken close in time and space (``group_distance_m``, ``group_minutes``); see
+  ``ml.data.exif``. Counts reconcile per photo: photos in locations + rejected photos = photos.
 - ``manifest``: a CSV or Parquet file with columns ``lat`` and ``lon`` and optional ``id``,
   ``image_path`` (one file) or ``image_paths`` (several, separated by ``;``), ``heading``
   (degrees, clockwise from north) and ``captured_at`` (an ISO date/time). Relative image paths
@@ -18,7 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Literal
 
@@ -43,10 +46,12 @@ class SourceError(ValueError):
 class RawLocationsConfig:
     SECTION: ClassVar[str] = "raw_locations"
 
-    source: Literal["default", "manifest"]
-    path: str  # the MP-16 gallery CSV (default) or the user's manifest (manifest)
+    source: Literal["default", "manifest", "exif_folder"]
+    path: str  # the MP-16 gallery CSV (default), the user's manifest (manifest) or photo folder (exif_folder)
     n_locations: int  # default source: how many gallery rows to sample (0 = all)
     seed: int
+    group_distance_m: float  # exif_folder: photos this close (and group_minutes apart) form one location; 0 = off
+    group_minutes: float
 
 
 @dataclass
@@ -54,6 +59,8 @@ class SourceResult:
     locations: pd.DataFrame
     rejected: pd.DataFrame
     n_input: int
+    tables: dict = field(default_factory=dict)  # further tables to store (exif_folder: the EXIF read)
+    counts: dict = field(default_factory=dict)  # source-specific counts for the asset's metadata
 
     def reason_counts(self) -> dict[str, int]:
         return {str(k): int(v) for k, v in self.rejected["reason"].value_counts().items()}
@@ -71,7 +78,45 @@ def load_raw_locations(cfg: RawLocationsConfig, path: Path, root: Path) -> Sourc
         return validate_rows(table, source="mp16", base_dir=path.parent, root=root, input_rows=table.index.to_numpy())
     if cfg.source == "manifest":
         return validate_rows(read_table_file(path), source="manifest", base_dir=path.parent, root=root)
-    raise SourceError(f"raw_locations.source {cfg.source!r} is not known; use 'default' or 'manifest'")
+    if cfg.source == "exif_folder":
+        return load_exif_folder(path, cfg.group_distance_m, cfg.group_minutes, root)
+    raise SourceError(f"raw_locations.source {cfg.source!r} is not known; use default, manifest or exif_folder")
+
+
+def load_exif_folder(folder: Path, distance_m: float, minutes: float, root: Path) -> SourceResult:
+    """Geotagged photos as locations (``ml.data.exif``); EXIF rejections and the shared row
+    checks' rejections together, one row per rejected photo."""
+    from ml.data.exif import read_exif_folder
+
+    rows, exif_rejected, exif, photos, skipped = read_exif_folder(folder, distance_m, minutes)
+    checked = validate_rows(
+        rows.drop(columns=["input_row", "photos"]),
+        source="exif",
+        base_dir=Path(folder),
+        root=root,
+        input_rows=rows["input_row"].to_numpy(),
+    )
+    # a group refused by the row checks loses all its photos: one rejected row per photo
+    refused = checked.rejected.merge(rows[["input_row", "photos"]], on="input_row")
+    members = exif.assign(first=exif.groupby("group")["input_row"].transform("min"))
+    per_photo = refused.merge(members[["first", "input_row", "photo"]], left_on="input_row", right_on="first",
+                              suffixes=("_group", ""))  # fmt: skip
+    own = exif_rejected.assign(row_json=[json.dumps({"photo": p}) for p in exif_rejected["photo"]])
+    rejected = pd.concat(
+        [own[REJECTED_COLUMNS], per_photo.assign(row_json=[json.dumps({"photo": p}) for p in per_photo["photo"]])[
+            REJECTED_COLUMNS]],
+        ignore_index=True,
+    ).sort_values("input_row", ignore_index=True)  # fmt: skip
+    views = rows.set_index("id")["photos"]
+    in_locations = int(views.loc[checked.locations["id"]].sum()) if len(checked.locations) else 0
+    assert in_locations + len(rejected) == len(photos), (in_locations, len(rejected), len(photos))
+    return SourceResult(
+        locations=checked.locations,
+        rejected=rejected,
+        n_input=len(photos),
+        tables={"exif": exif.drop(columns=["id"])},
+        counts={"photos": len(photos), "photos_in_locations": in_locations, "other_files_skipped": skipped},
+    )
 
 
 def read_table_file(path: Path) -> pd.DataFrame:
