@@ -15,6 +15,7 @@ from assets.models import geocell_model
 from ml.bundle import write_bundle
 from ml.config import read_params, resolve_section
 from ml.data.images import ImageStore
+from ml.data.streetview import apply_panoramas
 from ml.geo.geocells import load_geocells
 from ml.model_card import model_card
 from ml.models.geocell import load_geocell_model
@@ -33,6 +34,7 @@ def prototypes(context: dg.AssetExecutionContext, roost: RoostResource) -> dg.Ma
     cells = load_geocells(paths.asset_dir("geocells")).assignments
     images = read_table(paths.asset_db("location_images"), "images")
     cells = cells[cells["id"].astype(str).isin(set(images["location_id"].astype(str)))]
+    cells = apply_panoramas(cells, read_table(paths.asset_db("location_images"), "panoramas"))
     store = ImageStore(paths.shards)
     ids = cells["id"].astype(str).to_numpy()
     embeddings = location_embeddings(model, images, list(ids), store, cfg.batch_size)

@@ -28,7 +28,12 @@ def location_images(context: dg.AssetExecutionContext, roost: RoostResource) -> 
     images, rejected = result.images, result.rejected
     db = write_tables(
         paths.asset_db("location_images"),
-        {"images": images, "rejected": rejected, "rejected_locations": result.rejected_locations},
+        {
+            "images": images,
+            "rejected": rejected,
+            "rejected_locations": result.rejected_locations,
+            "panoramas": result.panoramas,  # streetview: each location's panorama and its offset
+        },
     )
     store = ImageStore(shards)
     sample = images[images["location_id"].isin(images["location_id"].drop_duplicates().head(8))]
@@ -44,6 +49,10 @@ def location_images(context: dg.AssetExecutionContext, roost: RoostResource) -> 
             "views_rejected": len(rejected),
             "rejected_by_reason": counts_table(rejected["reason"].value_counts().to_dict()),
             "locations_without_views": len(result.rejected_locations),
+            "locations_without_views_by_reason": counts_table(
+                result.rejected_locations["reason"].value_counts().to_dict()
+            ),
+            **result.counts,
             "views_per_location": counts_table(
                 {str(k): int(v) for k, v in views_per_location.items()}, key="views", value="locations"
             ),

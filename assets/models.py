@@ -9,6 +9,7 @@ from assets.geocells import geocells
 from assets.images import location_images
 from assets.locations import enriched_locations
 from assets.metadata import png
+from ml.data.streetview import apply_panoramas
 from ml.geo.geocells import GeocellIndex, load_geocells
 from ml.models.geocell import save_geocell_model
 from ml.store import read_table
@@ -53,8 +54,9 @@ def geocell_model(context: dg.AssetExecutionContext, roost: RoostResource) -> dg
     paths, cfg = roost.paths(), roost.config(GeocellModelConfig)
     cells = load_geocells(paths.asset_dir("geocells"))
     index = GeocellIndex.from_geocells(cells)
+    panoramas = read_table(paths.asset_db("location_images"), "panoramas")
     result = train_geocell_model(
-        read_table(paths.asset_db("enriched_locations"), "locations"),
+        apply_panoramas(read_table(paths.asset_db("enriched_locations"), "locations"), panoramas),
         read_table(paths.asset_db("location_images"), "images"),
         paths.shards,
         cells.cells,

@@ -11,6 +11,7 @@ from assets.locations import enriched_locations
 from assets.metadata import png
 from assets.models import streetclip
 from ml.data.images import ImageStore
+from ml.data.streetview import apply_panoramas
 from ml.eval.evaluate import ReportConfig, evaluate_holdout, evaluate_manifest
 from ml.eval.report import (
     curve_png,
@@ -34,7 +35,8 @@ def benchmark_report(context: dg.AssetExecutionContext, roost: RoostResource) ->
     paths, cfg = roost.paths(), roost.config(ReportConfig)
     geo = Geolocator(paths.bundle)
     lookup = geo.cell_lookup()
-    locations = read_table(paths.asset_db("enriched_locations"), "locations")
+    panoramas = read_table(paths.asset_db("location_images"), "panoramas")
+    locations = apply_panoramas(read_table(paths.asset_db("enriched_locations"), "locations"), panoramas)
     train = locations[locations["split"] == "train"]
     images = read_table(paths.asset_db("location_images"), "images")
     store = ImageStore(paths.shards)

@@ -5,11 +5,15 @@ builder runs tasks on ``workers`` processes, checks every view, and writes the s
 shards (``ml.data.images``). Sources:
 
 - ``terrain``: ``views`` renders per location at headings 0, 360/views, ... (``ml.data.terrain``).
-- ``files``: the image files a location names (``image_paths`` from a manifest), 1..N views,
-  each through the shared validation, then fitted to ``image_size``.
+- ``files``: the image files a location names (``image_paths`` from a manifest or an EXIF
+  photo folder), 1..N views, each through the shared validation, then fitted to
+  ``image_size``.
+- ``streetview``: the Google Street View Static API (``ml.data.streetview``): a panorama per
+  location, ``views`` images at headings 0, 360/views, ...; locations without coverage are
+  skipped with the reason; the downloaded bytes pass the shared validation.
 
 Counts reconcile: views expected = views stored + views rejected; a location with no view
-left is rejected as a whole.
+left (or, for streetview, no panorama) is rejected as a whole.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import multiprocessing as mp
 from concurrent.futures import ProcessPoolExecutor
 from itertools import repeat
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Literal
 
@@ -28,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from ml.data.images import ImageRejected, ShardWriter, encode, fit_square, load_image
+from ml.data.streetview import PANORAMA_COLUMNS, StreetViewConfig
 from ml.data.terrain import TerrainConfig, TerrainRenderer, view_seed
 from ml.geo.reference import ReferenceData
 
@@ -41,8 +46,8 @@ REJECTED_COLUMNS = ["location_id", "view", "source", "original", "reason", "deta
 class ImagesConfig:
     SECTION: ClassVar[str] = "location_images"
 
-    source: Literal["terrain", "files"]
-    views: int  # views per location (terrain), at most this many files per location (files)
+    source: Literal["terrain", "files", "streetview"]
+    views: int  # views per location (terrain, streetview), at most this many files per location (files)
     image_size: int  # stored views are image_size x image_size RGB
     seed: int
     encoding: Literal["png", "jpeg"]
@@ -52,6 +57,7 @@ class ImagesConfig:
     workers: int  # processes
     chunk_views: int  # views per task
     terrain: TerrainConfig
+    streetview: StreetViewConfig
 
 
 @dataclass
@@ -73,6 +79,8 @@ class ImagesResult:
     rejected_locations: pd.DataFrame
     views_expected: int
     n_locations: int
+    panoramas: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=PANORAMA_COLUMNS))
+    counts: dict = field(default_factory=dict)  # source-specific counts (streetview: requests, cache hits)
 
 
 # -- terrain ---------------------------------------------------------------------------------
@@ -161,6 +169,8 @@ def build_location_images(
     progress: Callable[[int, int], None] | None = None,
 ) -> ImagesResult:
     """Produce, check and store the views of ``locations`` into ``out_folder``."""
+    if cfg.source == "streetview":
+        return _streetview(locations, cfg, root, out_folder, progress)
     source = SOURCES[cfg.source]
     tasks = source.tasks(locations, cfg)
     expected = sum(source.count(t) for t in tasks)
@@ -174,6 +184,23 @@ def build_location_images(
             results = (source.run(t, cfg, arg) for t in tasks)
         images, rejected = _store(results, cfg, out_folder, expected, progress)
     return _result(images, rejected, locations, expected)
+
+
+def _streetview(locations, cfg: ImagesConfig, root: Path, out_folder: Path, progress) -> ImagesResult:
+    from ml.data.streetview import fetch_streetview
+
+    def encode_view(data: bytes):
+        try:
+            return encode(fit_square(load_image(data, cfg.max_pixels), cfg.image_size), cfg.encoding, cfg.jpeg_quality), None
+        except ImageRejected as e:
+            return None, e
+
+    fetched = fetch_streetview(locations, cfg.views, cfg.streetview, root, encode_view, progress)
+    expected = len(fetched.views)
+    images, rejected = _store([fetched.views], cfg, out_folder, expected, None)
+    result = _result(images, rejected, locations, expected, fetched.skipped)
+    result.panoramas, result.counts = fetched.panoramas, fetched.counts
+    return result
 
 
 def _store(results, cfg, out_folder, expected, progress):
@@ -194,10 +221,11 @@ def _store(results, cfg, out_folder, expected, progress):
     return images, rejected
 
 
-def _result(images, rejected, locations, expected) -> ImagesResult:
+def _result(images, rejected, locations, expected, skipped: pd.DataFrame | None = None) -> ImagesResult:
     images_df = pd.DataFrame(images, columns=IMAGE_COLUMNS)
     rejected_df = pd.DataFrame(rejected, columns=REJECTED_COLUMNS)
-    stored_ids = set(images_df["location_id"])
+    skipped = skipped if skipped is not None else pd.DataFrame(columns=["location_id", "reason", "detail"])
+    stored_ids = set(images_df["location_id"]) | set(skipped["location_id"].astype(str))
     lost = locations[~locations["id"].astype(str).isin(stored_ids)]
     rejected_locations = pd.DataFrame(
         {
@@ -209,5 +237,6 @@ def _result(images, rejected, locations, expected) -> ImagesResult:
             ],
         }
     )
+    rejected_locations = pd.concat([skipped, rejected_locations], ignore_index=True) if len(skipped) else rejected_locations
     assert len(images_df) + len(rejected_df) == expected
     return ImagesResult(images_df, rejected_df, rejected_locations, expected, len(locations))
