@@ -1,7 +1,8 @@
 """StreetCLIP: symmetric contrastive (InfoNCE) fine-tuning of CLIP on (view, caption) pairs.
 
-Each epoch pairs every training view with one of its captions (seeded); CLIP's own loss
-(``return_loss=True``) is the symmetric cross-entropy over in-batch image-text similarities.
+Each epoch pairs every training view with one of its captions (seeded); CLIP's loss is the
+symmetric cross-entropy over the global batch's image-text similarities (under DDP the
+embeddings of every process are gathered, so the negatives are the same as in one process).
 AdamW, linear warmup + cosine decay, gradient accumulation; bf16 autocast and channels-last
 on GPU only. Retrieval on val (one view per location, its first caption) is measured before
 and after training: image -> caption and caption -> image top-1 among the val set.
@@ -11,19 +12,31 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import ClassVar, Literal
 
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from ml.data.images import ImageStore
 from ml.models.backbone import BackboneSpec, build_model, build_tokenizer, pick_device, preprocess, save_backbone
 from ml.train.common import autocast, seed_everything, warmup_cosine
+from ml.train.distributed import (
+    Checkpoints,
+    DistributedBatchSampler,
+    all_digests,
+    device_for,
+    fingerprint,
+    gather,
+    setup,
+    teardown,
+    wrap,
+)
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +58,8 @@ class StreetclipConfig:
     num_workers: int
     val_locations: int  # locations in the val retrieval measurement
     threads: int  # torch CPU threads (0 = torch's default)
+    processes: int  # >1: the asset launches torchrun with this many processes (DDP; one per GPU)
+    checkpoint_every: int  # optimizer steps between checkpoints in data/cache/streetclip (0 = none)
 
 
 @dataclass
@@ -116,6 +131,13 @@ def _features(x):
     return x if isinstance(x, torch.Tensor) else x.pooler_output
 
 
+def clip_loss(image_embeds: torch.Tensor, text_embeds: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
+    """CLIP's symmetric cross-entropy over all image-text pairs of the (gathered) batch."""
+    logits = logit_scale.exp() * image_embeds @ text_embeds.T
+    labels = torch.arange(len(logits), device=logits.device)
+    return 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels))
+
+
 def train_streetclip(
     images: pd.DataFrame,
     captions: pd.DataFrame,
@@ -124,12 +146,17 @@ def train_streetclip(
     cfg: StreetclipConfig,
     out_folder: Path,
     progress: bool = True,
+    checkpoint_dir: Path | None = None,
 ) -> StreetclipResult:
-    """Fine-tune the backbone on train pairs, save it to ``out_folder``, report retrieval."""
+    """Fine-tune the backbone on train pairs, save it to ``out_folder`` (rank 0), report
+    retrieval. Distributed under torchrun, resumable from ``checkpoint_dir``
+    (``ml.train.distributed``)."""
     seed_everything(cfg.seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = pick_device(cfg.device)
+    d = setup(device)
+    device = device_for(d, device)
     spec = BackboneSpec.named(cfg.backbone)
     model = build_model(spec, cfg.weights).to(device)
     tokenizer = build_tokenizer(spec, reference)
@@ -146,43 +173,65 @@ def train_streetclip(
     store = ImageStore(store_folder)
     val_keys = val["key"].tolist()
     val_texts = [by_view[(i, v)][0] for i, v in zip(val["location_id"], val["view"])]
-    before = retrieval(model, tokenizer, spec, store, val_keys, val_texts, device) if len(val) else {}
+    measure = d.main and len(val)
+    before = retrieval(model, tokenizer, spec, store, val_keys, val_texts, device) if measure else {}
 
     texts = [by_view[(i, v)] for i, v in zip(train["location_id"], train["view"])]
-    steps_per_epoch = max(1, len(train) // (cfg.batch_size * cfg.grad_accum))
+    if cfg.batch_size % d.world:
+        raise ValueError(f"streetclip: batch_size {cfg.batch_size} must divide evenly among {d.world} processes")
+    sampler = DistributedBatchSampler(len(train), cfg.batch_size, d, cfg.seed, drop_last=True)
+    micro_per_epoch = sampler.steps()
+    steps_per_epoch = max(1, micro_per_epoch // cfg.grad_accum)
     total = steps_per_epoch * cfg.epochs
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = warmup_cosine(optimizer, int(cfg.warmup_fraction * total), total)
-    rng = np.random.default_rng(cfg.seed)
+    key = fingerprint(asdict(cfg), d.world, train["key"].tolist(), texts)
+    checkpoints = Checkpoints(checkpoint_dir, cfg.checkpoint_every, d, key)
     losses: list[float] = []
-    seen, start = 0, time.perf_counter()
-    for epoch in range(cfg.epochs):
-        choice = [int(rng.integers(len(t))) for t in texts]
-        order = rng.permutation(len(train))
+    start_epoch, start_micro, step_count, seen = 0, 0, 0, 0
+    resumed = checkpoints.load()
+    if resumed:
+        model.load_state_dict(resumed["model"])
+        optimizer.load_state_dict(resumed["optimizer"])
+        scheduler.load_state_dict(resumed["scheduler"])
+        start_epoch, start_micro = resumed["epoch"], resumed["micro_step"]
+        losses, step_count, seen = resumed["losses"], resumed["global_step"], resumed["seen"]
+        log.info("streetclip: resumed at epoch %d, step %d", start_epoch + 1, step_count)
+    ddp = wrap(model, d, device)
+    local_batch = cfg.batch_size // d.world
+    start = time.perf_counter()
+    for epoch in range(start_epoch, cfg.epochs):
+        first = start_micro if epoch == start_epoch else 0
+        choice = np.random.default_rng([cfg.seed, epoch, 1]).integers(0, 1 << 30, len(train))
+        choice = [int(c % len(t)) for c, t in zip(choice, texts)]
+        plan = list(sampler(epoch, first))
+        rows = np.concatenate([r for _, r, _ in plan]) if plan else np.zeros(0, dtype=np.int64)
         data = PairDataset(store_folder, train["key"].tolist(), choice)
         loader = DataLoader(
-            torch.utils.data.Subset(data, order.tolist()),
-            batch_size=cfg.batch_size,
+            torch.utils.data.Subset(data, rows.tolist()),
+            batch_size=local_batch,
             num_workers=cfg.num_workers,
             collate_fn=_collate,
-            drop_last=True,
         )
         model.train()
-        bar = tqdm(loader, desc=f"streetclip epoch {epoch + 1}/{cfg.epochs}", disable=not progress, mininterval=5)
+        optimizer.zero_grad(set_to_none=True)  # micro-batches left over at an epoch's end are dropped
+        show = progress and d.main
+        bar = tqdm(zip(plan, loader), total=len(plan), desc=f"streetclip epoch {epoch + 1}/{cfg.epochs}",
+                   disable=not show, mininterval=5)  # fmt: skip
         running = 0.0
-        for step, (batch_images, caption_choice) in enumerate(bar):
-            idx = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
+        for (micro, idx, global_n), (batch_images, caption_choice) in bar:
             batch_texts = [texts[i][c] for i, c in zip(idx, caption_choice)]
             pixels = preprocess(batch_images, spec).to(device)
             if device.type == "cuda":
                 pixels = pixels.to(memory_format=torch.channels_last)
             tok = _tokenize(tokenizer, batch_texts, spec.max_length).to(device)
             with autocast(device):
-                loss = model(**tok, pixel_values=pixels, return_loss=True).loss
+                out = ddp(**tok, pixel_values=pixels)
+                loss = clip_loss(gather(out.image_embeds, d), gather(out.text_embeds, d), model.logit_scale)
             (loss / cfg.grad_accum).backward()
-            running += float(loss) / cfg.grad_accum
-            seen += len(batch_images)
-            if (step + 1) % cfg.grad_accum == 0:
+            running += float(loss.detach()) / cfg.grad_accum
+            seen += global_n
+            if (micro + 1) % cfg.grad_accum == 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
                 optimizer.step()
                 scheduler.step()
@@ -190,10 +239,20 @@ def train_streetclip(
                 losses.append(running)
                 bar.set_postfix(loss=f"{running:.3f}")
                 running = 0.0
+                step_count += 1
+                if checkpoints.due(step_count):
+                    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                             "scheduler": scheduler.state_dict(), "epoch": epoch, "micro_step": micro + 1,
+                             "losses": losses, "seen": seen}  # fmt: skip
+                    checkpoints.save(state, step_count)
     seconds = time.perf_counter() - start
-    after = retrieval(model, tokenizer, spec, store, val_keys, val_texts, device) if len(val) else {}
+    after = retrieval(model, tokenizer, spec, store, val_keys, val_texts, device) if measure else {}
     store.close()
-    save_backbone(model.to("cpu"), tokenizer, spec, out_folder)
+    digests = all_digests(model, d)
+    if d.main:
+        save_backbone(model.to("cpu"), tokenizer, spec, out_folder)
+    checkpoints.clear()
+    teardown(d)
     return StreetclipResult(
         losses=losses,
         retrieval_before=before,
@@ -201,4 +260,10 @@ def train_streetclip(
         train_pairs=len(train),
         seconds=seconds,
         images_per_s=seen / seconds if seconds > 0 else 0.0,
+        extra={
+            "processes": d.world,
+            "rank_weight_digests": digests,
+            "resumed_at_step": resumed["global_step"] if resumed else 0,
+            "is_main": d.main,
+        },  # fmt: skip
     )

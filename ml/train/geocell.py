@@ -32,6 +32,16 @@ from ml.models.geocell import (
     soft_cross_entropy,
 )
 from ml.train.common import autocast, seed_everything, warmup_cosine
+from ml.train.distributed import (
+    Checkpoints,
+    DistributedBatchSampler,
+    all_digests,
+    device_for,
+    fingerprint,
+    setup,
+    teardown,
+    wrap,
+)
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +76,8 @@ class GeocellModelConfig:
     device: str
     threads: int
     cache_trunk: bool
+    processes: int  # >1: the asset launches torchrun with this many processes (DDP; one per GPU)
+    checkpoint_every: int  # optimizer steps between checkpoints in data/cache/geocell_model (0 = none)
 
 
 @dataclass
@@ -120,6 +132,28 @@ def view_table(locations: pd.DataFrame, images: pd.DataFrame, views: int) -> tup
     return index, index >= 0
 
 
+class TopAndHeads(torch.nn.Module):
+    """The trainable part (the top transformer layers and the heads), the module DDP wraps:
+    frozen trunk outputs (B*V, ...) and the view mask (B, V) -> the heads' outputs."""
+
+    def __init__(self, model: GeocellModel):
+        super().__init__()
+        self.model = model
+
+    def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        b, v = mask.shape
+        emb = self.model.top(hidden).float().view(b, v, -1)
+        return self.model.heads(location_embedding(emb, mask))
+
+
+def all_sum(value: float, d) -> float:
+    if not d.active:
+        return value
+    t = torch.tensor([value], dtype=torch.float64)
+    torch.distributed.all_reduce(t)
+    return float(t.item())
+
+
 @dataclass
 class GeocellTrainResult:
     model: GeocellModel
@@ -138,13 +172,18 @@ def train_geocell_model(
     streetclip_folder: Path,
     cfg: GeocellModelConfig,
     progress: bool = True,
+    checkpoint_dir: Path | None = None,
 ) -> GeocellTrainResult:
     """Train on the train split, select on val. ``train_cell`` maps train ids to their cells;
-    ``lookup(lat, lon)`` gives any location's cell."""
+    ``lookup(lat, lon)`` gives any location's cell. Distributed under torchrun (each process
+    evaluates val in full, so every process takes the same early-stopping decisions), resumable
+    from ``checkpoint_dir`` (``ml.train.distributed``)."""
     seed_everything(cfg.seed)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = pick_device(cfg.device)
+    d = setup(device)
+    device = device_for(d, device)
     clip, _, backbone = load_backbone(streetclip_folder)
     aux = [name for name, w in asdict(cfg.aux).items() if w > 0]
     has_views = locations["id"].astype(str).isin(set(images["location_id"].astype(str)))
@@ -204,14 +243,17 @@ def train_geocell_model(
             out = cache
         return torch.stack([out[r] for r in view_rows.tolist()]).to(device)
 
-    def forward(index: np.ndarray, mask: np.ndarray) -> dict[str, torch.Tensor]:
+    trainable = TopAndHeads(model)
+
+    def forward(index: np.ndarray, mask: np.ndarray, module=trainable) -> dict[str, torch.Tensor]:
         b, v = index.shape
         flat = np.where(mask, index, index[:, :1]).ravel()
         with autocast(device):
-            emb = model.top(hidden_for(flat)).float().view(b, v, -1)
-        return model.heads(location_embedding(emb, torch.from_numpy(mask).to(device)))
+            return module(hidden_for(flat), torch.from_numpy(mask).to(device))
 
-    def loss_of(out, t: Targets, rows: np.ndarray, soft_rows: torch.Tensor | None) -> torch.Tensor:
+    def loss_of(out, t: Targets, rows: np.ndarray, soft_rows: torch.Tensor | None, scale: float = 1.0):
+        """The batch's mean loss; ``scale`` = this process's share of the global batch x W, so that
+        DDP's averaged gradients are the global batch's."""
         loss = soft_cross_entropy(out["cells"], soft_rows.to(device))
         weights = asdict(cfg.aux)  # heads left out above are not in aux
         for name in aux:
@@ -220,7 +262,7 @@ def train_geocell_model(
                 loss = loss + weights[name] * masked_mse(out[name], target.float())
             else:
                 loss = loss + weights[name] * masked_cross_entropy(out[name], target)
-        return loss
+        return loss * scale
 
     @torch.no_grad()
     def evaluate(index, mask, t: Targets, frame: pd.DataFrame) -> dict[str, float]:
@@ -260,32 +302,60 @@ def train_geocell_model(
     most_frequent = float(np.mean(t_val.cell == counts.argmax())) if len(val) else 0.0
 
     params = [p for p in model.parameters() if p.requires_grad]
-    steps = max(1, -(-len(train) // cfg.batch_size)) * cfg.epochs
+    sampler = DistributedBatchSampler(len(train), cfg.batch_size, d, cfg.seed, drop_last=False)
+    steps = max(1, sampler.steps()) * cfg.epochs
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = warmup_cosine(optimizer, int(cfg.warmup_fraction * steps), steps)
-    rng = np.random.default_rng(cfg.seed)
     history: dict[str, list[float]] = {"train_loss": [], "val_top1": [], "val_top5": []}
     best, best_state, best_metrics, stale = -1.0, None, untrained, 0
+    key = fingerprint(asdict(cfg), d.world, train["id"].astype(str).tolist(), t_train.cell.tolist(), len(cells))
+    checkpoints = Checkpoints(checkpoint_dir, cfg.checkpoint_every, d, key)
+    start_epoch, start_step, step_count, total = 0, 0, 0, 0.0
+    resumed = checkpoints.load()
+    if resumed:
+        model.load_state_dict(resumed["model"])
+        optimizer.load_state_dict(resumed["optimizer"])
+        scheduler.load_state_dict(resumed["scheduler"])
+        start_epoch, start_step, step_count = resumed["epoch"], resumed["step"], resumed["global_step"]
+        history, best, best_metrics, stale = (
+            resumed["history"],
+            resumed["best"],
+            resumed["best_metrics"],
+            resumed["stale"],
+        )
+        best_state, total = resumed["best_state"], resumed["epoch_loss"]
+        log.info("geocell_model: resumed at epoch %d, step %d", start_epoch + 1, step_count)
+    ddp = wrap(trainable, d, device)
     start = time.perf_counter()
-    for epoch in range(cfg.epochs):
+    stopped = bool(resumed and resumed.get("stopped"))
+    for epoch in range(start_epoch, 0 if stopped else cfg.epochs):
         model.train()
-        order = rng.permutation(len(train))
-        total = 0.0
-        batches = range(0, len(order), cfg.batch_size)
-        for i in tqdm(
-            batches, desc=f"geocell_model epoch {epoch + 1}/{cfg.epochs}", disable=not progress, mininterval=5
-        ):
-            rows = order[i : i + cfg.batch_size]
-            out = forward(tr_index[rows], tr_mask[rows])
-            loss = loss_of(out, t_train, rows, soft[rows])
+        first = start_step if epoch == start_epoch else 0
+        if first == 0:
+            total = 0.0
+        plan = list(sampler(epoch, first))
+        show = progress and d.main
+        for step, rows, global_n in tqdm(plan, desc=f"geocell_model epoch {epoch + 1}/{cfg.epochs}",
+                                         disable=not show, mininterval=5):  # fmt: skip
+            out = forward(tr_index[rows], tr_mask[rows], ddp)
+            loss = loss_of(out, t_train, rows, soft[rows], scale=len(rows) * d.world / global_n)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
             scheduler.step()
-            total += loss.item() * len(rows)
+            step_count += 1
+            total += loss.item() * global_n / d.world  # summed over processes below
+            if checkpoints.due(step_count) and step + 1 < len(plan) + first:
+                checkpoints.save(
+                    {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                     "scheduler": scheduler.state_dict(), "epoch": epoch, "step": step + 1, "history": history,
+                     "best": best, "best_metrics": best_metrics, "stale": stale, "best_state": best_state,
+                     "epoch_loss": total},
+                    step_count,
+                )  # fmt: skip
         metrics = evaluate(va_index, va_mask, t_val, val)
-        history["train_loss"].append(total / max(1, len(train)))
+        history["train_loss"].append(all_sum(total, d) / max(1, len(train)))
         history["val_top1"].append(metrics.get("top1", 0.0))
         history["val_top5"].append(metrics.get("top5", 0.0))
         log.info("epoch %d: loss %.4f val %s", epoch + 1, history["train_loss"][-1], metrics)
@@ -294,12 +364,24 @@ def train_geocell_model(
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         else:
             stale += 1
-            if stale >= cfg.patience:
-                break
+        done = stale >= cfg.patience
+        if checkpoints.due(step_count) or (checkpoints.folder and checkpoints.every > 0):
+            checkpoints.save(
+                {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                 "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "step": 0, "history": history,
+                 "best": best, "best_metrics": best_metrics, "stale": stale, "best_state": best_state,
+                 "epoch_loss": 0.0, "stopped": done},
+                step_count,
+            )  # fmt: skip
+        if done:
+            break
     seconds = time.perf_counter() - start
     store.close()
     if best_state is not None:
         model.load_state_dict(best_state)
+    digests = all_digests(model, d)
+    checkpoints.clear()
+    teardown(d)
     model.to("cpu").eval()
     metrics = {
         "val": best_metrics,
@@ -310,5 +392,8 @@ def train_geocell_model(
         "val_locations": len(val),
         "cells": len(cells),
         "aux_heads": aux,
+        "processes": d.world,
+        "rank_weight_digests": digests,
+        "resumed_at_step": resumed["global_step"] if resumed else 0,
     }
     return GeocellTrainResult(model=model, history=history, metrics=metrics, seconds=seconds)
