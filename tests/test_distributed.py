@@ -38,7 +38,9 @@ def project(tmp: Path, smoke: Path, asset: str, **settings) -> Path:
     for name in INPUTS[asset]:
         (root / "data" / name).symlink_to((smoke / "data" / name).resolve())
     params = yaml.safe_load((smoke / "params.yaml").read_text())
-    params[asset] = {**params[asset], **SETTINGS[asset], "device": "cpu", **settings}
+    section = {**params[asset], **SETTINGS[asset], "device": "cpu", **settings}
+    section["profiles"] = {}  # the smoke profile's epochs and batch size would win over these
+    params[asset] = section
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     return root
 
@@ -91,7 +93,10 @@ def test_two_gloo_processes_agree_with_one(smoke_chain, tmp_path, asset):
     assert a == pytest.approx(b, rel=1e-3)
 
 
-KILLABLE = {"streetclip": {"epochs": 3, "batch_size": 16}, "geocell_model": {"epochs": 8, "batch_size": 8}}
+KILLABLE = {
+    "streetclip": {"epochs": 1, "batch_size": 16, "threads": 2},
+    "geocell_model": {"epochs": 5, "batch_size": 8},
+}
 
 
 @pytest.mark.parametrize("asset", ["geocell_model", "streetclip"])
