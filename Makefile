@@ -13,7 +13,7 @@ DVC := $(CURDIR)/$(DVC_VENV)/bin/dvc
 export DAGSTER_HOME := $(CURDIR)/.dagster
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install run repro test lint format ui bench clean-data
+.PHONY: install run repro test lint format ui bench clean-data ablations
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,10 @@ test: $(VENV)/.installed $(DVC_VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
+
+# PIGEON's ablations as DVC experiments (after `make run`); the table lands in data/ablations/.
+ablations: install
+	ROOST_DVC=$(DVC) $(BIN)/python -m ml.eval.ablations
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check --fix .

@@ -12,7 +12,13 @@ from ml.store import read_table, write_tables
 from orchestration.resources import RoostResource
 
 
-@dg.asset(group_name="images", kinds={"duckdb"}, deps=[enriched_locations])
+@dg.asset(
+    group_name="images",
+    kinds={"duckdb"},
+    deps=[enriched_locations],
+    # the streetview source talks to an external API: retry the step on top of the client's retries
+    retry_policy=dg.RetryPolicy(max_retries=3, delay=30, backoff=dg.Backoff.EXPONENTIAL),
+)
 def location_images(context: dg.AssetExecutionContext, roost: RoostResource) -> dg.MaterializeResult:
     """Each location's views (rendered terrain or the user's files), checked and stored in shards."""
     paths, cfg = roost.paths(), roost.config(ImagesConfig)

@@ -52,9 +52,11 @@ def benchmark_report(context: dg.AssetExecutionContext, roost: RoostResource) ->
         results.append(evaluate_manifest(geo, s.name, manifest, s.swap_lat_lon, train, lookup, cfg, zero_shots))
     out = paths.asset_dir("benchmark_report")
     countries = gpd.read_parquet(paths.bundle / "reference" / "admin0_naturalearth_10m.parquet")
+    table = paths.ablations / "ablations.md"  # make ablations' last table, included when present
+    ablations = table.read_text() if table.exists() else ""
     metadata = {}
     for r in results:
-        write_report(r, out / "reports", geo.image_domain, countries)
+        write_report(r, out / "reports", geo.image_domain, countries, ablations)
         error_curve(r).to_csv(out / f"error_curve_{r.name}.csv", index=False)
         table = metric_table(r)
         metadata[f"{r.name}_metrics"] = dg.MetadataValue.md(markdown_table(table))

@@ -51,6 +51,11 @@ class Paths:
     def bundle(self) -> Path:
         return self.asset_dir("model_bundle") / "bundle"
 
+    @property
+    def ablations(self) -> Path:
+        """``make ablations``' table (not a DVC stage: a summary of DVC experiments)."""
+        return self.root / "data" / "ablations"
+
     def cache_dir(self, asset: str) -> Path:
         """Survives reruns: outside DVC's outs, ignored by git and DVC."""
         return self.root / "data" / "cache" / asset

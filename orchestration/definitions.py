@@ -1,4 +1,4 @@
-"""The one Definitions object: assets, resources, jobs."""
+"""The one Definitions object: assets, asset checks, resources, jobs, schedule and sensors."""
 
 from __future__ import annotations
 
@@ -11,6 +11,11 @@ from assets.images import location_images
 from assets.locations import enriched_locations, raw_locations
 from assets.models import geocell_model, streetclip
 from assets.report import benchmark_report
+from ml.config import load_config
+from ml.landing import AutomationConfig
+from ml.paths import Paths
+from orchestration.automation import landing_sensor, retrain_schedule, run_failure_summary
+from orchestration.checks import CHECKS
 from orchestration.resources import RoostResource
 
 ASSETS = [
@@ -28,8 +33,14 @@ ASSETS = [
 
 roost_chain = dg.define_asset_job("roost_chain", selection=dg.AssetSelection.all(), description="The whole chain.")
 
+ROOT = Paths.from_env()
+AUTOMATION = load_config(AutomationConfig, ROOT.params)
+
 defs = dg.Definitions(
     assets=ASSETS,
+    asset_checks=CHECKS,
     resources={"roost": RoostResource()},
     jobs=[roost_chain],
+    schedules=[retrain_schedule(roost_chain, AUTOMATION)],
+    sensors=[landing_sensor(roost_chain, AUTOMATION, ROOT), run_failure_summary],
 )

@@ -100,7 +100,7 @@ def markdown_table(frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def write_report(result: SetResult, folder: Path, domain: str, countries=None) -> dict[str, Path]:
+def write_report(result: SetResult, folder: Path, domain: str, countries=None, ablations: str = "") -> dict[str, Path]:
     """Markdown + self-contained HTML for one set; returns the files written."""
     folder.mkdir(parents=True, exist_ok=True)
     curve, world = curve_png(result), guesses_png(result, countries)
@@ -113,6 +113,8 @@ def write_report(result: SetResult, folder: Path, domain: str, countries=None) -
         + f". The model was trained on **{domain}**; its figures describe that task, not street-view photos."
     )
     paper = markdown_table(pd.DataFrame(PAPER).fillna(""))
+    if ablations:  # make ablations' table, a level below this report's title
+        ablations = "\n".join(("#" + line) if line.startswith("#") else line for line in ablations.splitlines()) + "\n"
     zero_shot = ""
     if result.zero_shot:
         zero_shot = f"""## CLIP zero-shot, no head (value and 95% interval)
@@ -143,6 +145,7 @@ regions within the best countries; the guess is the chosen region's training cen
 
 ![guesses vs truth]({result.name}_guesses.png)
 
+{ablations}
 ## For context only: PIGEON's published figures
 
 A different task and different data (street-view photos, IM2GPS3k), from Haas et al., "PIGEON:
@@ -197,6 +200,7 @@ def metrics_json(results: list[SetResult]) -> dict:
     out = {}
     for r in results:
         out[r.name] = {k: round(v["value"], 4) for k, v in r.metrics.items()}
+        out[r.name]["intervals"] = {k: [round(v["low"], 4), round(v["high"], 4)] for k, v in r.metrics.items()}
         out[r.name]["n"] = len(r.frame)
         out[r.name]["baseline_train_medoid_median_km"] = round(r.baselines["train_medoid"]["median_km"], 2)
         out[r.name]["baseline_random_median_km"] = round(r.baselines["random_train_location"]["median_km"], 2)

@@ -21,6 +21,8 @@ import torch
 from tqdm import tqdm
 
 from ml.data.images import ImageStore
+from ml.eval.evaluate import baselines
+from ml.eval.metrics import distance_summary
 from ml.geo.haversine import haversine_km
 from ml.models.backbone import load_backbone, location_embedding, pick_device, preprocess
 from ml.models.geocell import (
@@ -282,8 +284,7 @@ def train_geocell_model(
         metrics = {
             "top1": float(np.mean(guess == t.cell)),
             "top5": float(np.mean((top5 == t.cell[:, None]).any(1))),
-            "median_km": float(np.median(d)),
-        }
+        } | distance_summary(d)  # % within each radius (the top cell's centroid), median km, score
         for n in aux:
             pred = torch.cat(aux_out[n]).numpy()
             target = getattr(t, n)
@@ -383,8 +384,16 @@ def train_geocell_model(
     checkpoints.clear()
     teardown(d)
     model.to("cpu").eval()
+    medoid = (
+        baselines(
+            val["lat"].to_numpy(), val["lon"].to_numpy(), train["lat"].to_numpy(), train["lon"].to_numpy(), cfg.seed
+        )
+        if len(val) and len(train)
+        else {}
+    )
     metrics = {
         "val": best_metrics,
+        "val_train_medoid": medoid.get("train_medoid", {}),  # the no-skill baseline on the same val locations
         "val_untrained": untrained,
         "val_most_frequent_cell_top1": most_frequent,
         "epochs_run": len(history["train_loss"]),

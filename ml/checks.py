@@ -1,0 +1,107 @@
+"""The pipeline's data checks as plain functions (Dagster's asset checks call them; tests call
+them directly). Each returns ``(passed, details)``; details say what was counted."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ml.eval.metrics import RADII_KM
+
+Result = tuple[bool, dict]
+
+
+def rows_reconcile(accepted: int, rejected: int, inputs: int, what: str) -> Result:
+    """accepted + rejected == inputs: nothing dropped silently."""
+    ok = accepted + rejected == inputs
+    return ok, {"accepted": accepted, "rejected": rejected, "inputs": inputs, "what": what,
+                "missing": inputs - accepted - rejected}  # fmt: skip
+
+
+def raw_rows_reconcile(locations: pd.DataFrame, rejected: pd.DataFrame, n_input: int, per_photo: bool) -> Result:
+    """Every input row (or photo) once: accepted or rejected, never both, none lost."""
+    if per_photo:  # exif_folder: a location holds one or more photos
+        accepted = int(locations["image_paths"].map(len).sum())
+    else:
+        accepted = len(locations)
+        both = set(locations["input_row"]) & set(rejected["input_row"])
+        if both:
+            return False, {"rows_both_accepted_and_rejected": sorted(both)[:10]}
+    return rows_reconcile(accepted, len(rejected), n_input, "photos" if per_photo else "input rows")
+
+
+def views_reconcile(images: pd.DataFrame, rejected: pd.DataFrame, lost: pd.DataFrame, locations: pd.DataFrame,
+                    views_expected: int) -> Result:  # fmt: skip
+    """Views expected = stored + rejected; every location has a view or is in rejected_locations."""
+    with_views = set(images["location_id"].astype(str))
+    without = set(lost["location_id"].astype(str))
+    ids = set(locations["id"].astype(str))
+    details = {"views_expected": views_expected, "stored": len(images), "rejected": len(rejected),
+               "locations": len(ids), "with_views": len(with_views), "without_views": len(without)}  # fmt: skip
+    ok = len(images) + len(rejected) == views_expected and with_views | without == ids and not (with_views & without)
+    return ok, details
+
+
+def captions_cover_views(captions: pd.DataFrame, images: pd.DataFrame) -> Result:
+    views = set(zip(images["location_id"].astype(str), images["view"].astype(int)))
+    captioned = set(zip(captions["location_id"].astype(str), captions["view"].astype(int)))
+    details = {"views": len(views), "captioned": len(captioned), "without_caption": len(views - captioned),
+               "unknown": len(captioned - views)}  # fmt: skip
+    return views == captioned, details
+
+
+def one_cell_per_training_point(assignments: pd.DataFrame, train_ids, n_cells: int) -> Result:
+    """Every training point in exactly one geocell, and every cell id real."""
+    ids = assignments["id"].astype(str)
+    cell = assignments["cell_id"].to_numpy()
+    details = {
+        "training_points": len(set(map(str, train_ids))),
+        "assigned": int(ids.nunique()),
+        "in_several_cells": int(ids.duplicated().sum()),
+        "without_cell": int(((cell < 0) | (cell >= n_cells)).sum()),
+        "missing": len(set(map(str, train_ids)) - set(ids)),
+    }
+    ok = details["in_several_cells"] == details["without_cell"] == details["missing"] == 0
+    return ok and details["assigned"] == details["training_points"], details
+
+
+def finite_tensors(files: list[Path]) -> Result:
+    """No NaN or inf in any tensor of the safetensors files (weights, embeddings)."""
+    from safetensors.numpy import load_file
+
+    bad, total = {}, 0
+    for f in files:
+        for name, value in load_file(str(f)).items():
+            total += value.size
+            if np.issubdtype(value.dtype, np.floating):
+                n = int((~np.isfinite(value)).sum())
+                if n:
+                    bad[f"{Path(f).parent.name}/{name}"] = n
+    return not bad, {
+        "values": total,
+        "non_finite": sum(bad.values()),
+        "tensors_with_non_finite": dict(list(bad.items())[:10]),
+    }
+
+
+def beats_medoid(model: dict, medoid: dict) -> Result:
+    """The model's % within every radius is at least the train-set medoid's, and above it at one
+    radius at least (both 0% at 1 km is a tie, not a loss)."""
+    rows = {f"within_{r}km": (model.get(f"within_{r}km", float("nan")), medoid.get(f"within_{r}km", float("nan")))
+            for r in RADII_KM}  # fmt: skip
+    worse = [k for k, (m, b) in rows.items() if not m >= b]
+    better = [k for k, (m, b) in rows.items() if m > b]
+    details = {k: {"model": round(m, 2), "train_medoid": round(b, 2)} for k, (m, b) in rows.items()}
+    return (not worse and bool(better)), details | {"worse_at": worse}
+
+
+def bundle_verifies(folder: Path) -> Result:
+    from ml.bundle import BundleError, verify_bundle
+
+    try:
+        manifest = verify_bundle(folder)
+    except BundleError as e:
+        return False, {"error": str(e)}
+    return True, {"files_verified": len(manifest["files"])}

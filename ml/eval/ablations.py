@@ -1,0 +1,159 @@
+"""PIGEON's ablations through the pipeline itself: DVC experiments with ``-S`` param overrides.
+
+``make ablations`` (``python -m ml.eval.ablations``) runs ``dvc exp run --temp -S ...`` once per
+variant, from the committed pipeline state; DVC reruns exactly the stages each override
+touches (and reuses the cached outputs of the rest). No special code path: every variant is a
+params override. Then it reads every experiment's ``benchmark_report`` metrics (values and
+bootstrap intervals) with ``dvc exp show --json`` and writes the ablation table, each variant
+beside the full model with its difference, to ``data/ablations/`` (``ablations.md``,
+``ablations.html``, ``ablations.json``); the benchmark report includes the table when present.
+
+The full model is the workspace's own ``data/benchmark_report/metrics.json`` (run ``make run``
+first so that it is up to date with the committed params).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+VARIANTS: dict[str, tuple[str, list[str]]] = {
+    "one_hot_labels": ("one-hot labels instead of haversine smoothing", ["geocell_model.labels=one_hot"]),
+    "naive_geocells": ("naive geocells (equal-count boxes) instead of semantic", ["geocells.builder=naive"]),
+    "no_refinement": ("no prototype refinement", ["refine.enabled=false"]),
+    "one_view": ("1 view instead of all (training and evaluation)", ["geocell_model.views=1"]),
+    "no_contrastive": ("no contrastive pretraining (base CLIP into geocell_model)", ["streetclip.epochs=0"]),
+    "no_multitask": ("no multi-task heads", [f"geocell_model.aux.{h}=0" for h in
+                                            ("koppen", "landcover", "elevation", "population", "month")]),
+}  # fmt: skip
+METRICS = ["within_1km", "within_25km", "within_200km", "within_750km", "within_2500km", "median_km", "geoguessr",
+           "country_accuracy", "admin1_accuracy", "cell_top1"]  # fmt: skip
+METRICS_FILE = "data/benchmark_report/metrics.json"
+
+
+def dvc_binary(root: Path) -> str:
+    return os.environ.get("ROOST_DVC") or str(root / ".venv-dvc" / "bin" / "dvc")
+
+
+def run_variant(root: Path, name: str, dvc: str) -> None:
+    overrides = [a for s in VARIANTS[name][1] for a in ("-S", s)]
+    exp = f"ablation-{name.replace('_', '-')}"
+    # a previous run's experiment of the same name would clash (--force would rerun every stage)
+    subprocess.run([dvc, "exp", "remove", exp], cwd=root, capture_output=True)
+    cmd = [dvc, "exp", "run", "--temp", "-n", exp, *overrides]
+    print("+", " ".join(cmd), flush=True)
+    subprocess.run(cmd, cwd=root, check=True)
+
+
+def experiment_metrics(root: Path, dvc: str) -> dict[str, dict]:
+    """{experiment name: the benchmark_report metrics it produced} from ``dvc exp show``."""
+    shown = subprocess.run([dvc, "exp", "show", "--json"], cwd=root, check=True, capture_output=True, text=True)
+    out = {}
+
+    def visit(node):
+        if isinstance(node, dict):
+            name = node.get("name")
+            data = node.get("data") or {}
+            metrics = (data.get("metrics") or {}).get(METRICS_FILE, {}).get("data")
+            if name and metrics:
+                out[name] = metrics
+            for v in node.values():
+                visit(v)
+        elif isinstance(node, list):
+            for v in node:
+                visit(v)
+
+    visit(json.loads(shown.stdout))
+    return out
+
+
+def _cell(metrics: dict, key: str) -> tuple[float, float, float]:
+    value = metrics.get(key, float("nan"))
+    low, high = (metrics.get("intervals") or {}).get(key, [float("nan"), float("nan")])
+    return value, low, high
+
+
+def ablation_table(full: dict, variants: dict[str, dict]) -> list[dict]:
+    """Rows: (set, metric) x (full model, each variant with its difference to the full model)."""
+    rows = []
+    for set_name in full:
+        for key in METRICS:
+            if key not in full[set_name]:
+                continue
+            v, lo, hi = _cell(full[set_name], key)
+            row = {"set": set_name, "metric": key, "full model": f"{v:.2f} ({lo:.2f}-{hi:.2f})"}
+            for name, metrics in variants.items():
+                if set_name not in metrics or key not in metrics[set_name]:
+                    row[name] = ""
+                    continue
+                w, wlo, whi = _cell(metrics[set_name], key)
+                row[name] = f"{w:.2f} ({wlo:.2f}-{whi:.2f}) {w - v:+.2f}"
+            rows.append(row)
+    return rows
+
+
+def markdown(rows: list[dict], variants: list[str]) -> str:
+    if not rows:
+        return "No ablation results.\n"
+    cols = list(rows[0])
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(str(r[c]) for c in cols) + " |" for r in rows]
+    legend = "\n".join(f"- `{n}`: {VARIANTS[n][0]} ({', '.join(VARIANTS[n][1])})" for n in variants if n in VARIANTS)
+    return (
+        "# Ablations\n\nEach cell: value (bootstrap 95% interval) and the difference to the full model. "
+        "Each variant is a DVC experiment of the same pipeline with params overrides:\n\n"
+        f"{legend}\n\n" + "\n".join(lines) + "\n"
+    )
+
+
+def write(root: Path, full: dict, found: dict[str, dict], variants: list[str]) -> Path:
+    from ml.eval.report import _html
+
+    rows = ablation_table(full, {n: found[n] for n in variants if n in found})
+    from ml.paths import Paths
+
+    out = Paths(root).ablations
+    out.mkdir(parents=True, exist_ok=True)
+    md = markdown(rows, variants)
+    (out / "ablations.md").write_text(md)
+    (out / "ablations.html").write_text(_html(md, "Roost ablations"))
+    (out / "ablations.json").write_text(json.dumps({"full": full, "variants": found}, indent=2))
+    return out / "ablations.md"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="PIGEON's ablations as DVC experiments")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated; known: {', '.join(VARIANTS)}")
+    parser.add_argument("--collect-only", action="store_true", help="only rebuild the table from existing experiments")
+    args = parser.parse_args(argv)
+    root = Path.cwd()
+    names = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = [n for n in names if n not in VARIANTS]
+    if unknown:
+        print(f"roost ablations: unknown variant(s) {unknown}; known: {', '.join(VARIANTS)}", file=sys.stderr)
+        return 2
+    dvc = dvc_binary(root)
+    full_file = root / METRICS_FILE
+    if not full_file.exists():
+        print(f"roost ablations: {full_file} missing: run `make run` first (the full model)", file=sys.stderr)
+        return 2
+    if not args.collect_only:
+        for name in names:
+            run_variant(root, name, dvc)
+    found = {k.removeprefix("ablation-").replace("-", "_"): v for k, v in experiment_metrics(root, dvc).items()
+             if k.startswith("ablation-")}  # fmt: skip
+    missing = [n for n in names if n not in found]
+    path = write(root, json.loads(full_file.read_text()), found, names)
+    print(path.read_text())
+    if missing:
+        print(f"roost ablations: no results for {missing}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

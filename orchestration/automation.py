@@ -1,0 +1,70 @@
+"""Operating Roost: the retraining schedule, the new-data sensor, the run-failure sensor.
+
+Schedule and new-data sensor come from params.yaml's ``automation`` section and start switched
+off unless it says otherwise (switch them on in the UI's Automation tab, or in params). The
+run-failure sensor is on: it only writes a summary to the daemon's log.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from ml.landing import AutomationConfig, scan_landing
+from ml.paths import Paths
+
+
+def _status(enabled: bool) -> dg.DefaultScheduleStatus:
+    return dg.DefaultScheduleStatus.RUNNING if enabled else dg.DefaultScheduleStatus.STOPPED
+
+
+def retrain_schedule(job, cfg: AutomationConfig) -> dg.ScheduleDefinition:
+    return dg.ScheduleDefinition(
+        name="retrain",
+        job=job,
+        cron_schedule=cfg.retrain_cron,
+        execution_timezone=cfg.timezone,
+        default_status=_status(cfg.schedule_enabled),
+        description="Retrain the whole chain on the configured inputs (automation.retrain_cron).",
+    )
+
+
+def landing_sensor(job, cfg: AutomationConfig, root: Paths) -> dg.SensorDefinition:
+    folder = root.resolve(cfg.landing)
+
+    @dg.sensor(
+        name="new_data",
+        job=job,
+        minimum_interval_seconds=cfg.sensor_interval_s,
+        default_status=dg.DefaultSensorStatus.RUNNING if cfg.sensor_enabled else dg.DefaultSensorStatus.STOPPED,
+        description=f"A new manifest (.csv/.parquet) or photo folder in {cfg.landing} refreshes the chain.",
+    )
+    def new_data(context: dg.SensorEvaluationContext):
+        arrivals, cursor = scan_landing(folder, context.cursor, cfg.settle_s)
+        for a in arrivals:
+            yield dg.RunRequest(
+                run_key=f"{a.name}:{a.signature}",
+                run_config={"resources": {"roost": {"config": {"raw_source": a.source, "raw_path": str(a.path)}}}},
+                tags={"roost/landing": a.name, "roost/source": a.source},
+            )
+        if not arrivals:
+            yield dg.SkipReason(f"nothing new in {folder}")
+        context.update_cursor(cursor)
+
+    return new_data
+
+
+@dg.run_failure_sensor(name="run_failure_summary", default_status=dg.DefaultSensorStatus.RUNNING)
+def run_failure_summary(context: dg.RunFailureSensorContext) -> None:
+    """One clear log line per failed run: which step/asset, the error, where the logs are."""
+    run = context.dagster_run
+    failures = []
+    for event in context.get_step_failure_events():
+        error = event.event_specific_data.error if event.event_specific_data else None
+        message = error.message.strip().splitlines()[-1] if error and error.message else "unknown error"
+        failures.append(f"{event.step_key}: {message}")
+    where = f"the run's page /runs/{run.run_id} in the Dagster UI (compute logs under $DAGSTER_HOME/storage)"
+    context.log.error(
+        f"Roost run {run.run_id} ({run.job_name}) failed: "
+        + ("; ".join(failures) or context.failure_event.message or "no step failed")
+        + f". Logs: {where}"
+    )

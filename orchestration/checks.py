@@ -1,0 +1,113 @@
+"""Asset checks, blocking where a bad artifact must not flow on (a failed blocking check stops
+the downstream assets of the same run). The logic lives in ``ml.checks``."""
+
+import json
+
+import dagster as dg
+
+from ml import checks
+from ml.store import read_table
+from orchestration.resources import RoostResource
+
+
+def _result(outcome: tuple[bool, dict]) -> dg.AssetCheckResult:
+    passed, details = outcome
+    return dg.AssetCheckResult(
+        passed=passed, severity=dg.AssetCheckSeverity.ERROR, metadata={"details": dg.MetadataValue.json(details)}
+    )
+
+
+def _last_metadata(context, asset: str, key: str):
+    event = context.instance.get_latest_materialization_event(dg.AssetKey(asset))
+    meta = event.asset_materialization.metadata if event and event.asset_materialization else {}
+    return meta[key].value if key in meta else None
+
+
+@dg.asset_check(asset="raw_locations", blocking=True, description="accepted + rejected = input rows (or photos)")
+def raw_locations_reconcile(context: dg.AssetCheckExecutionContext, roost: RoostResource) -> dg.AssetCheckResult:
+    db = roost.paths().asset_db("raw_locations")
+    locations, rejected = read_table(db, "locations"), read_table(db, "rejected")
+    per_photo = _last_metadata(context, "raw_locations", "photos") is not None
+    n_input = _last_metadata(context, "raw_locations", "photos" if per_photo else "input_rows")
+    n_input = len(locations) + len(rejected) if n_input is None else int(n_input)
+    return _result(checks.raw_rows_reconcile(locations, rejected, n_input, per_photo))
+
+
+@dg.asset_check(asset="enriched_locations", blocking=True, description="enriched + rejected = raw locations")
+def enriched_locations_reconcile(roost: RoostResource) -> dg.AssetCheckResult:
+    paths = roost.paths()
+    raw = read_table(paths.asset_db("raw_locations"), "locations")
+    db = paths.asset_db("enriched_locations")
+    return _result(checks.rows_reconcile(len(read_table(db, "locations")), len(read_table(db, "rejected")), len(raw),
+                                         "raw locations"))  # fmt: skip
+
+
+@dg.asset_check(asset="location_images", blocking=True, description="views stored + rejected = expected")
+def location_images_reconcile(context: dg.AssetCheckExecutionContext, roost: RoostResource) -> dg.AssetCheckResult:
+    paths = roost.paths()
+    db = paths.asset_db("location_images")
+    images, rejected = read_table(db, "images"), read_table(db, "rejected")
+    expected = _last_metadata(context, "location_images", "views_expected")
+    expected = len(images) + len(rejected) if expected is None else int(expected)
+    locations = read_table(paths.asset_db("enriched_locations"), "locations")
+    return _result(checks.views_reconcile(images, rejected, read_table(db, "rejected_locations"), locations, expected))
+
+
+@dg.asset_check(asset="captions", blocking=True, description="every stored view has its captions")
+def captions_cover_views(roost: RoostResource) -> dg.AssetCheckResult:
+    paths = roost.paths()
+    return _result(checks.captions_cover_views(read_table(paths.asset_db("captions"), "captions"),
+                                               read_table(paths.asset_db("location_images"), "images")))  # fmt: skip
+
+
+@dg.asset_check(asset="geocells", blocking=True, description="every training point in exactly one geocell")
+def geocells_one_cell_per_point(roost: RoostResource) -> dg.AssetCheckResult:
+    paths = roost.paths()
+    db = paths.asset_db("geocells")
+    train = read_table(paths.asset_db("enriched_locations"), "locations", "WHERE split = 'train'")
+    cells = read_table(db, "cells")
+    return _result(checks.one_cell_per_training_point(read_table(db, "assignments"), train["id"], len(cells)))
+
+
+@dg.asset_check(asset="streetclip", blocking=True, description="no NaN or inf in the weights")
+def streetclip_finite(roost: RoostResource) -> dg.AssetCheckResult:
+    return _result(checks.finite_tensors(sorted(roost.paths().streetclip_model.glob("*.safetensors"))))
+
+
+@dg.asset_check(asset="geocell_model", blocking=True, description="no NaN or inf in the weights")
+def geocell_model_finite(roost: RoostResource) -> dg.AssetCheckResult:
+    return _result(checks.finite_tensors(sorted(roost.paths().geocell_model.glob("*.safetensors"))))
+
+
+@dg.asset_check(
+    asset="geocell_model",
+    blocking=True,
+    description="beats the no-skill baseline (always the train-set medoid) at every radius on val",
+)
+def geocell_model_beats_medoid(roost: RoostResource) -> dg.AssetCheckResult:
+    metrics = json.loads((roost.paths().asset_dir("geocell_model") / "metrics.json").read_text())
+    return _result(checks.beats_medoid(metrics["val"], metrics.get("val_train_medoid", {})))
+
+
+@dg.asset_check(asset="prototypes", blocking=True, description="no NaN or inf in the prototype embeddings")
+def prototypes_finite(roost: RoostResource) -> dg.AssetCheckResult:
+    return _result(checks.finite_tensors(sorted(roost.paths().asset_dir("prototypes").glob("*.safetensors"))))
+
+
+@dg.asset_check(asset="model_bundle", blocking=True, description="every file matches the manifest's checksum")
+def model_bundle_verifies(roost: RoostResource) -> dg.AssetCheckResult:
+    return _result(checks.bundle_verifies(roost.paths().bundle))
+
+
+CHECKS = [
+    raw_locations_reconcile,
+    enriched_locations_reconcile,
+    location_images_reconcile,
+    captions_cover_views,
+    geocells_one_cell_per_point,
+    streetclip_finite,
+    geocell_model_finite,
+    geocell_model_beats_medoid,
+    prototypes_finite,
+    model_bundle_verifies,
+]
