@@ -21,11 +21,15 @@ from ml.model_card import model_card
 from ml.models.geocell import load_geocell_model
 from ml.refine.prototypes import PrototypesConfig, build_prototypes, location_embeddings
 from ml.store import read_table, write_tables
+from orchestration.deployment import pod_tags
 from orchestration.resources import RoostResource
 
 
 @dg.asset(
-    group_name="models", kinds={"safetensors"}, deps=[geocell_model, geocells, location_images, enriched_locations]
+    group_name="models",
+    kinds={"safetensors"},
+    deps=[geocell_model, geocells, location_images, enriched_locations],
+    op_tags=pod_tags("prototypes"),
 )
 def prototypes(context: dg.AssetExecutionContext, roost: RoostResource) -> dg.MaterializeResult:
     """Per geocell, OPTICS clusters of the training locations: mean embedding and location."""

@@ -9,6 +9,7 @@ from assets.metadata import counts_table, png
 from ml.data.images import ImageStore, contact_sheet
 from ml.data.views import ImagesConfig, build_location_images
 from ml.store import read_table, write_tables
+from orchestration.deployment import pod_tags
 from orchestration.resources import RoostResource
 
 
@@ -17,6 +18,7 @@ from orchestration.resources import RoostResource
     kinds={"duckdb"},
     deps=[enriched_locations],
     # the streetview source talks to an external API: retry the step on top of the client's retries
+    op_tags=pod_tags("location_images"),
     retry_policy=dg.RetryPolicy(max_retries=3, delay=30, backoff=dg.Backoff.EXPONENTIAL),
 )
 def location_images(context: dg.AssetExecutionContext, roost: RoostResource) -> dg.MaterializeResult:

@@ -11,10 +11,11 @@ from assets.metadata import png
 from ml.train.contrastive import StreetclipConfig
 from ml.train.geocell import GeocellModelConfig
 from ml.train.run import run_training
+from orchestration.deployment import pod_tags
 from orchestration.resources import RoostResource
 
 
-@dg.asset(group_name="models", kinds={"pytorch"}, deps=[location_images, captions])
+@dg.asset(group_name="models", kinds={"pytorch"}, deps=[location_images, captions], op_tags=pod_tags("streetclip"))
 def streetclip(context: dg.AssetExecutionContext, roost: RoostResource) -> dg.MaterializeResult:
     """CLIP fine-tuned contrastively on (view, synthetic caption) pairs of the train split."""
     paths, cfg = roost.paths(), roost.config(StreetclipConfig)
@@ -38,7 +39,12 @@ def streetclip(context: dg.AssetExecutionContext, roost: RoostResource) -> dg.Ma
     )
 
 
-@dg.asset(group_name="models", kinds={"pytorch"}, deps=[streetclip, geocells, location_images, enriched_locations])
+@dg.asset(
+    group_name="models",
+    kinds={"pytorch"},
+    deps=[streetclip, geocells, location_images, enriched_locations],
+    op_tags=pod_tags("geocell_model"),
+)
 def geocell_model(context: dg.AssetExecutionContext, roost: RoostResource) -> dg.MaterializeResult:
     """The geocell classifier: streetclip's last layer(s) + cell head + multi-task heads."""
     paths, cfg = roost.paths(), roost.config(GeocellModelConfig)

@@ -25,10 +25,16 @@ from ml.eval.report import (
 from ml.eval.zeroshot import ZeroShot, load_clip
 from ml.predict import Geolocator
 from ml.store import read_table
+from orchestration.deployment import pod_tags
 from orchestration.resources import RoostResource
 
 
-@dg.asset(group_name="evaluation", kinds={"html"}, deps=[model_bundle, enriched_locations, location_images, streetclip])
+@dg.asset(
+    group_name="evaluation",
+    kinds={"html"},
+    deps=[model_bundle, enriched_locations, location_images, streetclip],
+    op_tags=pod_tags("benchmark_report"),
+)
 def benchmark_report(context: dg.AssetExecutionContext, roost: RoostResource) -> dg.MaterializeResult:
     """PIGEON's metrics for the bundle on the holdout split and every user set in params, and
     the zero-shot rows of the CLIP models named in params (the streetclip asset by default)."""

@@ -16,6 +16,7 @@ from ml.landing import AutomationConfig
 from ml.paths import Paths
 from orchestration.automation import landing_sensor, retrain_schedule, run_failure_summary
 from orchestration.checks import CHECKS
+from orchestration.deployment import executor
 from orchestration.resources import RoostResource
 
 ASSETS = [
@@ -43,4 +44,5 @@ defs = dg.Definitions(
     jobs=[roost_chain],
     schedules=[retrain_schedule(roost_chain, AUTOMATION)],
     sensors=[landing_sensor(roost_chain, AUTOMATION, ROOT), run_failure_summary],
+    executor=executor(),  # ROOST_DEPLOYMENT: local (Dagster's default) or k8s (k8s_job_executor)
 )
