@@ -13,7 +13,7 @@ DVC := $(CURDIR)/$(DVC_VENV)/bin/dvc
 export DAGSTER_HOME := $(CURDIR)/.dagster
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install run repro test lint format ui bench clean-data ablations
+.PHONY: install run repro test lint format ui bench clean-data ablations browser
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,7 +41,14 @@ run: install
 
 repro: run
 
-test: $(VENV)/.installed $(DVC_VENV)/.installed
+# The UI test drives Debian's headless Chromium; CI (root) installs it here.
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	  else echo "the UI test needs Debian's chromium and chromium-driver: sudo apt-get install chromium chromium-driver"; fi; }
+
+test: $(VENV)/.installed $(DVC_VENV)/.installed browser
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest

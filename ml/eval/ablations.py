@@ -73,7 +73,8 @@ def experiment_metrics(root: Path, dvc: str) -> dict[str, dict]:
 
 def _cell(metrics: dict, key: str) -> tuple[float, float, float]:
     value = metrics.get(key, float("nan"))
-    low, high = (metrics.get("intervals") or {}).get(key, [float("nan"), float("nan")])
+    interval = (metrics.get("intervals") or {}).get(key, {})
+    low, high = interval.get("low", float("nan")), interval.get("high", float("nan"))
     return value, low, high
 
 

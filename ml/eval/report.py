@@ -200,7 +200,10 @@ def metrics_json(results: list[SetResult]) -> dict:
     out = {}
     for r in results:
         out[r.name] = {k: round(v["value"], 4) for k, v in r.metrics.items()}
-        out[r.name]["intervals"] = {k: [round(v["low"], 4), round(v["high"], 4)] for k, v in r.metrics.items()}
+        # nested numbers, not lists: `dvc exp show` keeps only numeric leaves
+        out[r.name]["intervals"] = {
+            k: {"low": round(v["low"], 4), "high": round(v["high"], 4)} for k, v in r.metrics.items()
+        }
         out[r.name]["n"] = len(r.frame)
         out[r.name]["baseline_train_medoid_median_km"] = round(r.baselines["train_medoid"]["median_km"], 2)
         out[r.name]["baseline_random_median_km"] = round(r.baselines["random_train_location"]["median_km"], 2)
