@@ -3,7 +3,9 @@ them directly). Each returns ``(passed, details)``; details say what was counted
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -11,6 +13,16 @@ import pandas as pd
 from ml.eval.metrics import RADII_KM
 
 Result = tuple[bool, dict]
+
+
+@dataclass(frozen=True)
+class ChecksConfig:
+    SECTION: ClassVar[str] = "checks"
+
+    # error: a geocell model that does not beat the train-set medoid stops model_bundle (blocking);
+    # warn: the failed check is reported and the chain goes on (the embedded default, which
+    # does not learn yet, and the smoke profile)
+    baseline_severity: str
 
 
 def rows_reconcile(accepted: int, rejected: int, inputs: int, what: str) -> Result:

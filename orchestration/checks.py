@@ -10,11 +10,10 @@ from ml.store import read_table
 from orchestration.resources import RoostResource
 
 
-def _result(outcome: tuple[bool, dict]) -> dg.AssetCheckResult:
+def _result(outcome: tuple[bool, dict], severity: str = "error") -> dg.AssetCheckResult:
     passed, details = outcome
-    return dg.AssetCheckResult(
-        passed=passed, severity=dg.AssetCheckSeverity.ERROR, metadata={"details": dg.MetadataValue.json(details)}
-    )
+    level = dg.AssetCheckSeverity.WARN if severity == "warn" else dg.AssetCheckSeverity.ERROR
+    return dg.AssetCheckResult(passed=passed, severity=level, metadata={"details": dg.MetadataValue.json(details)})
 
 
 def _last_metadata(context, asset: str, key: str):
@@ -86,7 +85,8 @@ def geocell_model_finite(roost: RoostResource) -> dg.AssetCheckResult:
 )
 def geocell_model_beats_medoid(roost: RoostResource) -> dg.AssetCheckResult:
     metrics = json.loads((roost.paths().asset_dir("geocell_model") / "metrics.json").read_text())
-    return _result(checks.beats_medoid(metrics["val"], metrics.get("val_train_medoid", {})))
+    severity = roost.config(checks.ChecksConfig).baseline_severity  # params: checks
+    return _result(checks.beats_medoid(metrics["val"], metrics.get("val_train_medoid", {})), severity)
 
 
 @dg.asset_check(asset="prototypes", blocking=True, description="no NaN or inf in the prototype embeddings")
