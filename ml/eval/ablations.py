@@ -51,7 +51,9 @@ def run_variant(root: Path, name: str, dvc: str) -> None:
 
 def experiment_metrics(root: Path, dvc: str) -> dict[str, dict]:
     """{experiment name: the benchmark_report metrics it produced} from ``dvc exp show``."""
-    shown = subprocess.run([dvc, "exp", "show", "--json"], cwd=root, check=True, capture_output=True, text=True)
+    shown = subprocess.run(
+        [dvc, "exp", "show", "--all-commits", "--json"], cwd=root, check=True, capture_output=True, text=True
+    )
     out = {}
 
     def visit(node):
