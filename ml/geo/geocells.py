@@ -504,7 +504,6 @@ def build_geocells(
     lap("split")
 
     rows = []
-    final_cell = np.full(len(points), -1, dtype=np.int64)
     for c in cell_ids:
         c = int(c)
         if c in site_of:
@@ -537,14 +536,22 @@ def build_geocells(
             }
         )
     records.sort(key=lambda r: (str(r["country"]), str(r["unit"]), r["centroid_lat"], r["centroid_lon"]))
+    cells, assignments = assemble_cells(records, points, lat, lon)
+    lap("assemble")
+    return Geocells(cells=cells, assignments=assignments, seconds=seconds, split_parents={c: parents[c] for c in big})
+
+
+def assemble_cells(records: list[dict], points: pd.DataFrame, lat, lon) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Sorted cell records (each with its point indices under ``_members``) -> the cells table
+    (cell id = position) and every point's assignment."""
+    final_cell = np.full(len(points), -1, dtype=np.int64)
     for i, r in enumerate(records):
         final_cell[r.pop("_members")] = i
         r["cell_id"] = i
     cells = pd.DataFrame(records)
     cells = cells[["cell_id"] + [c for c in cells.columns if c != "cell_id"]]
     assignments = pd.DataFrame({"id": points["id"].to_numpy(), "lat": lat, "lon": lon, "cell_id": final_cell})
-    lap("assemble")
-    return Geocells(cells=cells, assignments=assignments, seconds=seconds, split_parents={c: parents[c] for c in big})
+    return cells, assignments
 
 
 def build_cells(

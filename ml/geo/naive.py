@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from ml.geo.geocells import Geocells, _centroid
+from ml.geo.geocells import Geocells, _centroid, assemble_cells
 from ml.geo.haversine import to_unit_xyz
 from ml.timing import Laps
 
@@ -104,13 +104,7 @@ def build_naive_geocells(points: pd.DataFrame, n_cells: int) -> Geocells:
             }
         )
     records.sort(key=lambda r: (r["centroid_lat"], r["centroid_lon"]))
-    final_cell = np.full(len(points), -1, dtype=np.int64)
-    for i, r in enumerate(records):
-        final_cell[r.pop("_members")] = i
-        r["cell_id"] = i
-    cells = pd.DataFrame(records)
-    cells = cells[["cell_id"] + [c for c in cells.columns if c != "cell_id"]]
-    assignments = pd.DataFrame({"id": points["id"].to_numpy(), "lat": lat, "lon": lon, "cell_id": final_cell})
+    cells, assignments = assemble_cells(records, points, lat, lon)
     lap("assemble")
     return Geocells(cells=cells, assignments=assignments, seconds=lap.seconds)
 

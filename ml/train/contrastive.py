@@ -186,14 +186,11 @@ def train_streetclip(
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = warmup_cosine(optimizer, int(cfg.warmup_fraction * total), total)
     key = fingerprint(asdict(cfg), d.world, train["key"].tolist(), texts)
-    checkpoints = Checkpoints(checkpoint_dir, cfg.checkpoint_every, d, key)
+    checkpoints = Checkpoints(checkpoint_dir, cfg.checkpoint_every, d, key, model, optimizer, scheduler)
     losses: list[float] = []
     start_epoch, start_micro, step_count, seen = 0, 0, 0, 0
     resumed = checkpoints.load()
     if resumed:
-        model.load_state_dict(resumed["model"])
-        optimizer.load_state_dict(resumed["optimizer"])
-        scheduler.load_state_dict(resumed["scheduler"])
         start_epoch, start_micro = resumed["epoch"], resumed["micro_step"]
         losses, step_count, seen = resumed["losses"], resumed["global_step"], resumed["seen"]
         log.info("streetclip: resumed at epoch %d, step %d", start_epoch + 1, step_count)
@@ -241,9 +238,7 @@ def train_streetclip(
                 running = 0.0
                 step_count += 1
                 if checkpoints.due(step_count):
-                    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                             "scheduler": scheduler.state_dict(), "epoch": epoch, "micro_step": micro + 1,
-                             "losses": losses, "seen": seen}  # fmt: skip
+                    state = {"epoch": epoch, "micro_step": micro + 1, "losses": losses, "seen": seen}
                     checkpoints.save(state, step_count)
     seconds = time.perf_counter() - start
     after = retrieval(model, tokenizer, spec, store, val_keys, val_texts, device) if measure else {}

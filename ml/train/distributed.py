@@ -156,36 +156,47 @@ def fingerprint(*parts) -> str:
 
 
 class Checkpoints:
-    """Atomic save / load of the last training state in ``folder`` (rank 0 writes)."""
+    """Atomic save / load of the last training state in ``folder`` (rank 0 writes): the model,
+    optimizer and scheduler given here, RNG states, and the loop's own bookkeeping."""
 
-    def __init__(self, folder: Path | None, every: int, d: Dist, key: str):
+    def __init__(self, folder: Path | None, every: int, d: Dist, key: str, model, optimizer, scheduler):
         self.folder, self.every, self.d, self.key = (Path(folder) if folder else None), every, d, key
+        self.parts = {"model": model, "optimizer": optimizer, "scheduler": scheduler}
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.folder) and self.every > 0
 
     @property
     def path(self) -> Path | None:
         return self.folder / "last.pt" if self.folder else None
 
     def due(self, step: int) -> bool:
-        return bool(self.folder) and self.every > 0 and step % self.every == 0
+        return self.enabled and step % self.every == 0
 
-    def save(self, state: dict, step: int) -> None:
-        if not self.d.main or not self.folder:
+    def save(self, bookkeeping: dict, step: int) -> None:
+        if not self.d.main or not self.enabled:
             return
         self.folder.mkdir(parents=True, exist_ok=True)
-        state = state | {"fingerprint": self.key, "global_step": step, "rng": rng_states()}
+        state = {name: part.state_dict() for name, part in self.parts.items()}
+        state |= {"loop": bookkeeping, "fingerprint": self.key, "global_step": step, "rng": rng_states()}
         tmp = self.folder / f".last.pt.{os.getpid()}.part"
         torch.save(state, tmp)
         os.replace(tmp, self.path)
         (self.folder / "state.json").write_text(json.dumps({"global_step": step, "fingerprint": self.key}))
 
     def load(self) -> dict | None:
+        """Restores model, optimizer, scheduler and RNG states; the loop's bookkeeping plus
+        ``global_step``, or None when there is no checkpoint of these params and inputs."""
         if not self.path or not self.path.exists():
             return None
         state = torch.load(self.path, map_location="cpu", weights_only=False)
         if state.get("fingerprint") != self.key:
             return None  # other params or inputs: start fresh (the file is replaced at the next save)
+        for name, part in self.parts.items():
+            part.load_state_dict(state[name])
         set_rng_states(state["rng"])
-        return state
+        return state["loop"] | {"global_step": state["global_step"]}
 
     def clear(self) -> None:
         if self.d.active:

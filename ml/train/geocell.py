@@ -310,13 +310,15 @@ def train_geocell_model(
     history: dict[str, list[float]] = {"train_loss": [], "val_top1": [], "val_top5": []}
     best, best_state, best_metrics, stale = -1.0, None, untrained, 0
     key = fingerprint(asdict(cfg), d.world, train["id"].astype(str).tolist(), t_train.cell.tolist(), len(cells))
-    checkpoints = Checkpoints(checkpoint_dir, cfg.checkpoint_every, d, key)
+    checkpoints = Checkpoints(checkpoint_dir, cfg.checkpoint_every, d, key, model, optimizer, scheduler)
+
+    def bookkeeping(epoch: int, step: int, epoch_loss: float) -> dict:
+        return {"epoch": epoch, "step": step, "history": history, "best": best, "best_metrics": best_metrics,
+                "stale": stale, "best_state": best_state, "epoch_loss": epoch_loss}  # fmt: skip
+
     start_epoch, start_step, step_count, total = 0, 0, 0, 0.0
     resumed = checkpoints.load()
     if resumed:
-        model.load_state_dict(resumed["model"])
-        optimizer.load_state_dict(resumed["optimizer"])
-        scheduler.load_state_dict(resumed["scheduler"])
         start_epoch, start_step, step_count = resumed["epoch"], resumed["step"], resumed["global_step"]
         history, best, best_metrics, stale = (
             resumed["history"],
@@ -348,13 +350,7 @@ def train_geocell_model(
             step_count += 1
             total += loss.item() * global_n / d.world  # summed over processes below
             if checkpoints.due(step_count) and step + 1 < len(plan) + first:
-                checkpoints.save(
-                    {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                     "scheduler": scheduler.state_dict(), "epoch": epoch, "step": step + 1, "history": history,
-                     "best": best, "best_metrics": best_metrics, "stale": stale, "best_state": best_state,
-                     "epoch_loss": total},
-                    step_count,
-                )  # fmt: skip
+                checkpoints.save(bookkeeping(epoch, step + 1, total), step_count)
         metrics = evaluate(va_index, va_mask, t_val, val)
         history["train_loss"].append(all_sum(total, d) / max(1, len(train)))
         history["val_top1"].append(metrics.get("top1", 0.0))
@@ -366,14 +362,8 @@ def train_geocell_model(
         else:
             stale += 1
         done = stale >= cfg.patience
-        if checkpoints.due(step_count) or (checkpoints.folder and checkpoints.every > 0):
-            checkpoints.save(
-                {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                 "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "step": 0, "history": history,
-                 "best": best, "best_metrics": best_metrics, "stale": stale, "best_state": best_state,
-                 "epoch_loss": 0.0, "stopped": done},
-                step_count,
-            )  # fmt: skip
+        if checkpoints.enabled:  # every epoch's end, with the early-stopping state
+            checkpoints.save(bookkeeping(epoch + 1, 0, 0.0) | {"stopped": done}, step_count)
         if done:
             break
     seconds = time.perf_counter() - start
