@@ -19,9 +19,12 @@ from __future__ import annotations
 import io
 import mmap
 import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 
@@ -189,6 +192,42 @@ class ImageStore:
 
     def __getstate__(self):  # picklable for DataLoader workers: maps reopen lazily
         return {"folder": self.folder, "_maps": {}}
+
+
+@dataclass(frozen=True)
+class ViewTable:
+    """Locations' views, joined by location id: row ``k`` of ``index`` holds the positions in
+    ``keys`` of location ``k``'s views in view order (-1 padding, ``mask`` False there)."""
+
+    keys: np.ndarray  # (n_images,) store keys of the images table, in its row order
+    index: np.ndarray  # (n_locations, V) positions into keys
+    mask: np.ndarray  # (n_locations, V)
+
+    def keys_of(self, k: int) -> list[str]:
+        """Location ``k``'s view keys in view order."""
+        return [str(self.keys[r]) for r in self.index[k][self.mask[k]]]
+
+    def read(self, store: ImageStore, k: int) -> list[np.ndarray]:
+        return [store.read(key) for key in self.keys_of(k)]
+
+
+def view_table(location_ids: Iterable, images: pd.DataFrame, views: int = 0) -> ViewTable:
+    """The one map from locations to their stored views, used by training, prototypes and
+    evaluation: for each id of ``location_ids`` (in that order) its first ``views`` views (0 =
+    all) of the ``images`` table (``location_id``, ``view``, ``key``), sorted by view. Ids are
+    compared as strings, and the join is by id: the images table may be in any order."""
+    keys = images["key"].to_numpy()
+    owner = images["location_id"].astype(str).to_numpy()
+    order = np.lexsort((images["view"].to_numpy(np.int64), owner))  # by location, then view
+    by_location: dict[str, list[int]] = {}
+    for r in order.tolist():
+        by_location.setdefault(owner[r], []).append(r)
+    rows = [by_location.get(str(i), [])[: views or None] for i in location_ids]
+    width = max([len(r) for r in rows] + [1])
+    index = np.full((len(rows), width), -1, dtype=np.int64)
+    for k, r in enumerate(rows):
+        index[k, : len(r)] = r
+    return ViewTable(keys=keys, index=index, mask=index >= 0)
 
 
 def contact_sheet(views: list[np.ndarray], columns: int, scale: int = 2) -> bytes:

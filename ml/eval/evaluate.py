@@ -213,15 +213,14 @@ def evaluate_holdout(
     geo, locations: pd.DataFrame, images: pd.DataFrame, store, train, cell_lookup, cfg, zero_shots=None
 ) -> SetResult:
     """The test split of enriched_locations with its stored views."""
-    from ml.train.geocell import view_table
+    from ml.data.images import view_table
 
     test = locations[locations["split"] == "test"]
     test = test[test["id"].astype(str).isin(set(images["location_id"].astype(str)))].reset_index(drop=True)
     if cfg.max_locations:
         test = test.head(cfg.max_locations)
-    index, mask = view_table(test, images, geo.model.spec.views)
-    keys = images.reset_index(drop=True)["key"].to_numpy()
-    groups = [[store.read(keys[r]) for r in row[m]] for row, m in zip(index, mask)]
+    table = view_table(test["id"], images, geo.model.spec.views)
+    groups = [table.read(store, k) for k in range(len(test))]
     tl, tn = train["lat"].to_numpy(), train["lon"].to_numpy()
     return evaluate_groups(geo, "holdout", test, groups, tl, tn, cell_lookup, cfg, zero_shots=zero_shots)
 

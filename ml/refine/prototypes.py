@@ -95,12 +95,11 @@ def _cluster_task(task):
 def location_embeddings(model, images: pd.DataFrame, ids: list[str], store, batch_size: int) -> np.ndarray:
     """Each location's embedding (mean of its views') through the trained geocell model."""
     from ml.models.backbone import BackboneSpec, location_embedding, preprocess
-    from ml.train.geocell import view_table
+    from ml.data.images import view_table
 
     spec = BackboneSpec(**model.spec.backbone)
-    frame = pd.DataFrame({"id": ids})
-    index, mask = view_table(frame, images, model.spec.views)
-    keys = images.reset_index(drop=True)["key"].to_numpy()
+    table = view_table(ids, images, model.spec.views)
+    index, mask, keys = table.index, table.mask, table.keys
     out = []
     model.eval()
     for i in range(0, len(ids), batch_size):

@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from ml.data.images import ImageStore
+from ml.data.images import ImageStore, view_table
 from ml.eval.evaluate import baselines
 from ml.eval.metrics import distance_summary
 from ml.geo.haversine import haversine_km
@@ -123,17 +123,6 @@ def regression_stats(train: pd.DataFrame) -> dict[str, float]:
     }
 
 
-def view_table(locations: pd.DataFrame, images: pd.DataFrame, views: int) -> tuple[np.ndarray, np.ndarray]:
-    """(n_locations, V) indices into ``images`` (-1 padding) and a mask, first ``views`` views."""
-    grouped = images.reset_index(drop=True).sort_values(["location_id", "view"]).groupby("location_id").indices
-    rows = [list(grouped.get(str(i), []))[: views or None] for i in locations["id"].astype(str)]
-    width = max([len(r) for r in rows] + [1])
-    index = np.full((len(rows), width), -1, dtype=np.int64)
-    for k, r in enumerate(rows):
-        index[k, : len(r)] = r
-    return index, index >= 0
-
-
 class TopAndHeads(torch.nn.Module):
     """The trainable part (the top transformer layers and the heads), the module DDP wraps:
     frozen trunk outputs (B*V, ...) and the view mask (B, V) -> the heads' outputs."""
@@ -224,9 +213,10 @@ def train_geocell_model(
     soft = torch.tensor(soft, dtype=torch.float32)
 
     store = ImageStore(store_folder)
-    keys = images.reset_index(drop=True)["key"].to_numpy()
-    tr_index, tr_mask = view_table(train, images, cfg.views)
-    va_index, va_mask = view_table(val, images, cfg.views)
+    tr_views, va_views = view_table(train["id"], images, cfg.views), view_table(val["id"], images, cfg.views)
+    keys = tr_views.keys  # both tables index the same image rows
+    tr_index, tr_mask = tr_views.index, tr_views.mask
+    va_index, va_mask = va_views.index, va_views.mask
     cache: dict[int, torch.Tensor] = {}
 
     def hidden_for(view_rows: np.ndarray) -> torch.Tensor:

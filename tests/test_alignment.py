@@ -1,0 +1,190 @@
+"""Joins by id, never by position: every consumer of the view store sees each location's own
+views, in view order, even when location ids sort differently as strings and as numbers.
+
+The store below holds locations ``mp16-7`` ... ``mp16-101`` (string order puts ``mp16-10``
+before ``mp16-7``) in numeric order, as ``location_images`` writes them; every view's pixels
+encode its own location (red = 20 x its position in ``IDS``) and view (green = 60 x view).
+Before the fix, ``view_table`` took positions in a string-sorted frame as rows of the unsorted
+one, and each of these tests failed: training batches, prototypes and the report's evaluation
+read other locations' views.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from ml.data.images import ImageStore, ShardWriter, encode, view_table
+from tests.conftest import REPO
+
+IDS = [f"mp16-{n}" for n in (7, 8, 9, 10, 11, 12, 98, 99, 100, 101)]
+VIEWS = 4
+
+
+def decode(img: np.ndarray) -> tuple[int, int]:
+    """(position in IDS, view) from a view's pixels."""
+    return int(round(img[0, 0, 0] / 20)), int(round(img[0, 0, 1] / 60))
+
+
+@pytest.fixture(scope="module", params=["numeric", "shuffled"])
+def store(request, tmp_path_factory):
+    """The shards and the images table; ``shuffled``: the table's rows in a random order."""
+    folder = tmp_path_factory.mktemp("store")
+    rows = []
+    with ShardWriter(folder, shard_views=7) as writer:  # several shards
+        for k, lid in enumerate(IDS):
+            for v in range(VIEWS):
+                img = np.zeros((64, 64, 3), np.uint8)
+                img[..., 0], img[..., 1] = 20 * k, 60 * v
+                rows.append({"location_id": lid, "view": v, "key": writer.add(encode(img, "png"))})
+    images = pd.DataFrame(rows)
+    if request.param == "shuffled":
+        images = images.sample(frac=1.0, random_state=3).reset_index(drop=True)
+    return folder, images
+
+
+def test_view_table_joins_by_id(store):
+    folder, images = store
+    asked = [IDS[3], IDS[0], "mp16-5000", IDS[9], IDS[6]]  # any order, one without views
+    table = view_table(asked, images, 0)
+    s = ImageStore(folder)
+    for k, lid in enumerate(asked):
+        got = [decode(img) for img in table.read(s, k)]
+        expected = [(IDS.index(lid), v) for v in range(VIEWS)] if lid in IDS else []
+        assert got == expected, lid
+    first_two = view_table(asked, images, 2)
+    assert [decode(img) for img in first_two.read(s, 1)] == [(0, 0), (0, 1)]
+    assert not table.mask[2].any()
+
+
+def locations() -> pd.DataFrame:
+    """Train, val and test locations; elevation encodes the location (100 m x position)."""
+    k = np.arange(len(IDS))
+    return pd.DataFrame(
+        {
+            "id": IDS,
+            "lat": 10.0 + k,
+            "lon": 20.0 + k,
+            "split": ["train"] * 6 + ["val"] * 2 + ["test"] * 2,
+            "elevation_m": 100.0 * k,
+            "population_density": 1.0 + k,
+            "koppen_id": 1,
+            "landcover": 0,
+            "month": np.nan,
+        }
+    )
+
+
+def test_training_batches_see_their_own_views(store, tmp_path, monkeypatch):
+    """Every training batch's views (decoded from the pixels the trunk reads) belong to the
+    locations whose targets the loss compares them with (elevation encodes the location)."""
+    import ml.train.geocell as tg
+    from ml.models.backbone import BackboneSpec, build_model, build_tokenizer, save_backbone
+
+    folder, images = store
+    spec = BackboneSpec.named("tiny")
+    clip = tmp_path / "clip"
+    save_backbone(build_model(spec, "random"), build_tokenizer(spec, REPO / "data" / "reference"), spec, clip)
+    reads: list[list[tuple[int, int]]] = []
+    targets: list[np.ndarray] = []
+    real_preprocess, real_mse = tg.preprocess, tg.masked_mse
+
+    def spy_preprocess(imgs, backbone):
+        reads.append([decode(img) for img in imgs])
+        return real_preprocess(imgs, backbone)
+
+    def spy_mse(pred, target):
+        targets.append((target.detach().numpy().copy(), len(reads)))
+        return real_mse(pred, target)
+
+    monkeypatch.setattr(tg, "preprocess", spy_preprocess)
+    monkeypatch.setattr(tg, "masked_mse", spy_mse)
+    frame = locations()
+    train = frame[frame["split"] == "train"]
+    cells = pd.DataFrame({"cell_id": [0, 1], "centroid_lat": [12.0, 16.0], "centroid_lon": [22.0, 26.0]})
+    train_cell = {lid: int(i >= 3) for i, lid in enumerate(train["id"])}
+    cfg = tg.GeocellModelConfig(
+        views=0,
+        trainable_layers=1,
+        head="linear",
+        head_hidden=8,
+        labels="haversine",
+        tau_km=75.0,
+        aux=tg.AuxWeights(koppen=0.0, landcover=0.0, elevation=1.0, population=0.0, month=0.0),
+        epochs=2,
+        batch_size=4,
+        lr=1e-3,
+        weight_decay=0.0,
+        warmup_fraction=0.0,
+        patience=5,
+        seed=0,
+        device="cpu",
+        threads=1,
+        cache_trunk=False,
+        processes=1,
+        checkpoint_every=0,
+    )
+    lookup = lambda lat, lon: (np.asarray(lat) > 14).astype(np.int64)  # noqa: E731
+    tg.train_geocell_model(frame, images, folder, cells, train_cell, lookup, clip, cfg, progress=False)
+
+    elev = train["elevation_m"].to_numpy()
+    assert len(targets) == 4  # 2 epochs x 2 batches (6 locations, batches of 4)
+    seen = []
+    for target, n_reads in targets:
+        batch = np.array(reads[n_reads - 1]).reshape(len(target), VIEWS, 2)
+        owners = np.rint((target * (elev.std() or 1.0) + elev.mean()) / 100.0).astype(int)
+        assert (batch[:, :, 0] == owners[:, None]).all(), (batch[:, :, 0], owners)
+        assert (batch[:, :, 1] == np.arange(VIEWS)).all()
+        seen.extend(owners.tolist())
+    assert sorted(seen) == sorted(list(range(6)) * 2)
+
+
+class FakeModel(torch.nn.Module):
+    """embed_views -> (position in IDS, view) decoded from the normalised pixels."""
+
+    def __init__(self):
+        from ml.models.backbone import BackboneSpec
+
+        super().__init__()
+        self.backbone = BackboneSpec.named("tiny")
+        self.spec = SimpleNamespace(views=0, backbone=asdict(self.backbone), projection_dim=2)
+
+    def embed_views(self, pixels: torch.Tensor) -> torch.Tensor:
+        mean, std = self.backbone.image_mean, self.backbone.image_std
+        red = (pixels[:, 0, 0, 0] * std[0] + mean[0]) * 255 / 20
+        green = (pixels[:, 1, 0, 0] * std[1] + mean[1]) * 255 / 60
+        return torch.stack([red, green], dim=1)
+
+
+def test_prototype_embeddings_are_their_locations_own(store):
+    from ml.refine.prototypes import location_embeddings
+
+    folder, images = store
+    ids = [IDS[9], IDS[2], IDS[4], IDS[0]]
+    emb = location_embeddings(FakeModel(), images, ids, ImageStore(folder), batch_size=3)
+    np.testing.assert_allclose(emb[:, 0], [9, 2, 4, 0], atol=0.05)
+    np.testing.assert_allclose(emb[:, 1], (VIEWS - 1) / 2, atol=0.05)  # all views averaged
+
+
+def test_the_reports_evaluation_reads_each_test_locations_own_views(store, monkeypatch):
+    import ml.eval.evaluate as ev
+
+    folder, images = store
+    seen = {}
+
+    def spy(geo, name, frame, groups, *args, **kwargs):
+        seen["ids"] = frame["id"].tolist()
+        seen["groups"] = [[decode(img) for img in group] for group in groups]
+
+    monkeypatch.setattr(ev, "evaluate_groups", spy)
+    frame = locations()
+    geo = SimpleNamespace(model=SimpleNamespace(spec=SimpleNamespace(views=0)))
+    cfg = SimpleNamespace(max_locations=0)
+    ev.evaluate_holdout(geo, frame, images, ImageStore(folder), frame[frame["split"] == "train"], None, cfg)
+    assert seen["ids"] == IDS[8:]
+    assert seen["groups"] == [[(IDS.index(i), v) for v in range(VIEWS)] for i in seen["ids"]]
