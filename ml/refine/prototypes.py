@@ -94,8 +94,8 @@ def _cluster_task(task):
 @torch.no_grad()
 def location_embeddings(model, images: pd.DataFrame, ids: list[str], store, batch_size: int) -> np.ndarray:
     """Each location's embedding (mean of its views') through the trained geocell model."""
-    from ml.models.backbone import BackboneSpec, location_embedding, preprocess
     from ml.data.images import view_table
+    from ml.models.backbone import BackboneSpec, location_embedding, preprocess
 
     spec = BackboneSpec(**model.spec.backbone)
     table = view_table(ids, images, model.spec.views)
