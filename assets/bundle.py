@@ -1,8 +1,6 @@
 """prototypes and model_bundle."""
 
 import json
-from dataclasses import dataclass
-from typing import ClassVar
 
 import dagster as dg
 import numpy as np
@@ -12,7 +10,7 @@ from assets.images import location_images
 from assets.locations import enriched_locations
 from assets.metadata import counts_table
 from assets.models import geocell_model
-from ml.bundle import write_bundle
+from ml.bundle import BundleConfig, write_bundle
 from ml.config import read_params, resolve_section
 from ml.data.images import ImageStore
 from ml.data.streetview import apply_panoramas
@@ -64,13 +62,6 @@ def prototypes(context: dg.AssetExecutionContext, roost: RoostResource) -> dg.Ma
             "path": dg.MetadataValue.path(str(out)),
         }
     )
-
-
-@dataclass(frozen=True)
-class BundleConfig:
-    SECTION: ClassVar[str] = "model_bundle"
-
-    image_domain: str
 
 
 BUNDLE_SECTIONS = ("raw_locations", "enriched_locations", "location_images", "captions", "geocells", "streetclip")

@@ -24,7 +24,17 @@ import datetime as dt
 import hashlib
 import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
+
+
+@dataclass(frozen=True)
+class BundleConfig:
+    SECTION: ClassVar[str] = "model_bundle"
+
+    image_domain: str  # what the model saw in training; predict warns on other domains
+
 
 SCHEMA_VERSION = 1
 REFERENCE_FILES = (

@@ -69,6 +69,22 @@ def resolve_section(params: dict[str, Any], section: str, path: str | Path = "pa
     return deep_merge(values, overrides.get(profile) or {})
 
 
+def check_params(params_path: str | Path, classes) -> None:
+    """The whole file against every config class: no unknown section or key, and every
+    section resolves under every profile (a typo in an override that the active profile does
+    not use is still an error). ``classes``: one config class per section."""
+    params = read_params(params_path)
+    active_profile(params, params_path)
+    known = {cls.SECTION: cls for cls in classes}
+    unknown = sorted(set(params) - set(known) - {"profile"})
+    if unknown:
+        raise ParamsError(f"{params_path}: unknown section(s) {unknown}; known: {sorted(known)}")
+    for section, cls in known.items():
+        for profile in PROFILES:
+            values = resolve_section({**params, "profile": profile}, section, params_path)
+            from_dict(cls, values, f"{params_path} (profile {profile}): {section}")
+
+
 def load_config(cls: type[T], params_path: str | Path = "params.yaml") -> T:
     """Read ``cls.SECTION`` from params_path under the active profile into ``cls``."""
     params = read_params(params_path)

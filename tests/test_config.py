@@ -4,8 +4,8 @@ from typing import ClassVar, Literal
 import pytest
 import yaml
 
-from ml.config import ParamsError, load_config
-from ml.data.sources import RawLocationsConfig
+from ml.config import ParamsError, check_params, load_config, resolve_section
+from tests.conftest import REPO
 
 
 @dataclass(frozen=True)
@@ -60,10 +60,37 @@ def test_bad_params_name_the_key(tmp_path, params, message):
     assert message in str(e.value)
 
 
-def test_repository_params_load_for_every_profile(tmp_path):
-    from pathlib import Path
+def test_every_section_resolves_under_every_profile():
+    """All 14 sections of the repository's params.yaml, each under each profile."""
+    from orchestration.resources import config_classes
 
-    repo = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
-    for profile in ("smoke", "default", "pigeon", "pigeotto"):
-        cfg = load_config(RawLocationsConfig, write(tmp_path, {**repo, "profile": profile}))
-        assert cfg.source in ("default", "manifest")
+    repo = yaml.safe_load((REPO / "params.yaml").read_text())
+    classes = config_classes()
+    assert sorted(c.SECTION for c in classes) == sorted(k for k in repo if k != "profile")
+    check_params(REPO / "params.yaml", classes)  # raises, naming the profile, section and key
+    smoke = {**repo, "profile": "smoke"}
+    assert (
+        resolve_section(smoke, "streetclip", "params.yaml")["epochs"]
+        == repo["streetclip"]["profiles"]["smoke"]["epochs"]
+    )
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda p: p["streetclip"]["profiles"]["pigeotto"].update(bach_size=8), "(profile pigeotto): streetclip"),
+        (lambda p: p["geocells"]["optics"].update(xii=1), "unknown key(s) ['xii']"),
+        (lambda p: p.update(refinee={"top_k": 3}), "unknown section(s) ['refinee']"),
+        (lambda p: p["geocells"]["profiles"].update(pigoen={}), "unknown profile(s) ['pigoen']"),
+    ],
+)
+def test_a_typo_anywhere_is_an_error_naming_the_key(tmp_path, edit, message):
+    from orchestration.resources import config_classes
+
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    edit(params)
+    with pytest.raises(ParamsError) as e:
+        check_params(write(tmp_path, params), config_classes())
+    assert message in str(e.value)
+    if "pigeotto" in message:
+        assert "bach_size" in str(e.value)

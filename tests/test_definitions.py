@@ -22,7 +22,8 @@ def test_definitions_load():
     dg.Definitions.validate_loadable(defs)
     keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
     assert keys == CHAIN
-    assert defs.resolve_job_def("roost_chain") is not None
+    job = defs.resolve_job_def("roost_chain")  # raises if missing
+    assert {k.to_user_string() for k in job.asset_layer.selected_asset_keys} == CHAIN  # the whole chain
 
 
 def test_asset_selection_strings_parse():

@@ -90,6 +90,7 @@ def test_centroid_is_the_spherical_mean(cells):
         lon = np.radians(group["lon"])
         v = np.stack([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)], 1).mean(0)
         assert np.isclose(np.degrees(np.arctan2(v[1], v[0])), group["centroid_lon"].iloc[0], atol=1e-6)
+        assert np.isclose(np.degrees(np.arctan2(v[2], np.hypot(v[0], v[1]))), group["centroid_lat"].iloc[0], atol=1e-6)
 
 
 def test_centroid_across_the_antimeridian():
