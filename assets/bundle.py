@@ -5,11 +5,7 @@ import json
 import dagster as dg
 import numpy as np
 
-from assets.geocells import geocells
-from assets.images import location_images
-from assets.locations import enriched_locations
 from assets.metadata import counts_table
-from assets.models import geocell_model
 from ml.bundle import BundleConfig, write_bundle
 from ml.config import read_params, resolve_section
 from ml.data.images import ImageStore
@@ -26,7 +22,7 @@ from orchestration.resources import RoostResource
 @dg.asset(
     group_name="models",
     kinds={"safetensors"},
-    deps=[geocell_model, geocells, location_images, enriched_locations],
+    deps=["geocell_model", "geocells", "location_images", "enriched_locations"],
     op_tags=pod_tags("prototypes"),
 )
 def prototypes(context: dg.AssetExecutionContext, roost: RoostResource) -> dg.MaterializeResult:
@@ -68,7 +64,7 @@ BUNDLE_SECTIONS = ("raw_locations", "enriched_locations", "location_images", "ca
 BUNDLE_SECTIONS += ("geocell_model", "prototypes", "refine", "model_bundle")
 
 
-@dg.asset(group_name="models", kinds={"folder"}, deps=[geocell_model, geocells, prototypes])
+@dg.asset(group_name="models", kinds={"folder"}, deps=["geocell_model", "geocells", "prototypes"])
 def model_bundle(context: dg.AssetExecutionContext, roost: RoostResource) -> dg.MaterializeResult:
     """Everything inference needs, in one checksummed folder: what predict and the report load."""
     paths, cfg = roost.paths(), roost.config(BundleConfig)

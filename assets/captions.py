@@ -2,15 +2,13 @@
 
 import dagster as dg
 
-from assets.images import location_images
-from assets.locations import enriched_locations
 from assets.metadata import counts_table
 from ml.data.captions import CaptionsConfig, caption_views
 from ml.store import read_table, write_tables
 from orchestration.resources import RoostResource
 
 
-@dg.asset(group_name="images", kinds={"duckdb"}, deps=[location_images, enriched_locations])
+@dg.asset(group_name="images", kinds={"duckdb"}, deps=["location_images", "enriched_locations"])
 def captions(context: dg.AssetExecutionContext, roost: RoostResource) -> dg.MaterializeResult:
     """PIGEON's synthetic captions for every stored view, for StreetCLIP pretraining."""
     paths, cfg = roost.paths(), roost.config(CaptionsConfig)

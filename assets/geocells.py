@@ -4,7 +4,6 @@ import dagster as dg
 import geopandas as gpd
 import numpy as np
 
-from assets.locations import enriched_locations
 from assets.metadata import counts_table, png
 from ml.data.enrich import EnrichConfig
 from ml.geo.geocells import GeocellsConfig, build_cells, check_geocells, offshore_cells
@@ -14,7 +13,7 @@ from ml.store import read_table, write_tables
 from orchestration.resources import RoostResource
 
 
-@dg.asset(group_name="geocells", kinds={"geoparquet", "duckdb"}, deps=[enriched_locations])
+@dg.asset(group_name="geocells", kinds={"geoparquet", "duckdb"}, deps=["enriched_locations"])
 def geocells(context: dg.AssetExecutionContext, roost: RoostResource) -> dg.MaterializeResult:
     """PIGEON's semantic geocells from the train split: admin units merged and split to size
     (or, with ``builder: naive``, border-blind boxes of equal point count: the ablation)."""

@@ -4,7 +4,6 @@ import shutil
 
 import dagster as dg
 
-from assets.locations import enriched_locations
 from assets.metadata import counts_table, png
 from ml.data.images import ImageStore, contact_sheet
 from ml.data.views import ImagesConfig, build_location_images
@@ -16,7 +15,7 @@ from orchestration.resources import RoostResource
 @dg.asset(
     group_name="images",
     kinds={"duckdb"},
-    deps=[enriched_locations],
+    deps=["enriched_locations"],
     # the streetview source talks to an external API: retry the step on top of the client's retries
     op_tags=pod_tags("location_images"),
     retry_policy=dg.RetryPolicy(max_retries=3, delay=30, backoff=dg.Backoff.EXPONENTIAL),

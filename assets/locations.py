@@ -33,7 +33,7 @@ def raw_locations(context: dg.AssetExecutionContext, roost: RoostResource) -> dg
     )
 
 
-@dg.asset(group_name="locations", kinds={"duckdb"}, deps=[raw_locations])
+@dg.asset(group_name="locations", kinds={"duckdb"}, deps=["raw_locations"])
 def enriched_locations(context: dg.AssetExecutionContext, roost: RoostResource) -> dg.MaterializeResult:
     """Country, admin-1, town, climate, land cover, elevation, population and the spatial split."""
     paths, cfg = roost.paths(), roost.config(EnrichConfig)

@@ -3,10 +3,6 @@ torchrun when the section's ``processes`` is above 1)."""
 
 import dagster as dg
 
-from assets.captions import captions
-from assets.geocells import geocells
-from assets.images import location_images
-from assets.locations import enriched_locations
 from assets.metadata import png
 from ml.train.contrastive import StreetclipConfig
 from ml.train.geocell import GeocellModelConfig
@@ -15,7 +11,7 @@ from orchestration.deployment import pod_tags
 from orchestration.resources import RoostResource
 
 
-@dg.asset(group_name="models", kinds={"pytorch"}, deps=[location_images, captions], op_tags=pod_tags("streetclip"))
+@dg.asset(group_name="models", kinds={"pytorch"}, deps=["location_images", "captions"], op_tags=pod_tags("streetclip"))
 def streetclip(context: dg.AssetExecutionContext, roost: RoostResource) -> dg.MaterializeResult:
     """CLIP fine-tuned contrastively on (view, synthetic caption) pairs of the train split."""
     paths, cfg = roost.paths(), roost.config(StreetclipConfig)
@@ -42,7 +38,7 @@ def streetclip(context: dg.AssetExecutionContext, roost: RoostResource) -> dg.Ma
 @dg.asset(
     group_name="models",
     kinds={"pytorch"},
-    deps=[streetclip, geocells, location_images, enriched_locations],
+    deps=["streetclip", "geocells", "location_images", "enriched_locations"],
     op_tags=pod_tags("geocell_model"),
 )
 def geocell_model(context: dg.AssetExecutionContext, roost: RoostResource) -> dg.MaterializeResult:

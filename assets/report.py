@@ -5,11 +5,7 @@ import json
 import dagster as dg
 import geopandas as gpd
 
-from assets.bundle import model_bundle
-from assets.images import location_images
-from assets.locations import enriched_locations
 from assets.metadata import png
-from assets.models import streetclip
 from ml.data.images import ImageStore
 from ml.data.streetview import apply_panoramas
 from ml.eval.evaluate import ReportConfig, evaluate_holdout, evaluate_manifest
@@ -32,7 +28,7 @@ from orchestration.resources import RoostResource
 @dg.asset(
     group_name="evaluation",
     kinds={"html"},
-    deps=[model_bundle, enriched_locations, location_images, streetclip],
+    deps=["model_bundle", "enriched_locations", "location_images", "streetclip"],
     op_tags=pod_tags("benchmark_report"),
 )
 def benchmark_report(context: dg.AssetExecutionContext, roost: RoostResource) -> dg.MaterializeResult:

@@ -2,8 +2,10 @@
 
 ``params.yaml`` holds a top-level ``profile`` key and one section per stage. A section may
 carry a ``profiles`` mapping whose entry for the active profile is deep-merged over the
-section's base values. Keeping the overrides inside the section means DVC, which tracks a
-stage's ``params`` by section, reruns exactly the stages a profile switch changes.
+section's base values. DVC tracks a stage's ``params`` by section: a change inside a section
+reruns the stages that list it (and what depends on their outputs). Every stage also lists
+``profile``, so switching the profile reruns every stage: a profile is a different run of the
+whole chain, and a stage cannot tell from its own section whether the switch touched it.
 
 Config dataclasses declare the section they read (``SECTION``) and have no defaults: the
 values live in ``params.yaml`` alone.

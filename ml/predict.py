@@ -25,7 +25,7 @@ import yaml
 
 from ml.bundle import verify_bundle
 from ml.data.captions import KOPPEN_NAMES, MONTHS
-from ml.data.images import ImageRejected, load_image
+from ml.data.images import MAX_PIXELS, ImageRejected, load_image
 from ml.geo.haversine import haversine_km
 from ml.geo.reference import LANDCOVER_NAMES
 from ml.models.backbone import BackboneSpec, location_embedding, pick_device, preprocess
@@ -35,7 +35,6 @@ from ml.refine.refine import RefineConfig, refine_guess
 
 log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp", ".gif", ".heic", ".heif"}
-MAX_PIXELS = 89_478_485
 
 
 @dataclass

@@ -17,6 +17,7 @@ from ml.paths import Paths
 from orchestration.automation import landing_sensor, retrain_schedule, run_failure_summary
 from orchestration.checks import CHECKS
 from orchestration.deployment import executor
+from orchestration.params import check_once
 from orchestration.resources import RoostResource
 
 ASSETS = [
@@ -35,6 +36,7 @@ ASSETS = [
 roost_chain = dg.define_asset_job("roost_chain", selection=dg.AssetSelection.all(), description="The whole chain.")
 
 ROOT = Paths.from_env()
+check_once(ROOT.params)  # the whole params.yaml, every profile: a typo anywhere stops here, named
 AUTOMATION = load_config(AutomationConfig, ROOT.params)
 
 defs = dg.Definitions(

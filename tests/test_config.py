@@ -62,7 +62,7 @@ def test_bad_params_name_the_key(tmp_path, params, message):
 
 def test_every_section_resolves_under_every_profile():
     """All 14 sections of the repository's params.yaml, each under each profile."""
-    from orchestration.resources import config_classes
+    from orchestration.params import config_classes
 
     repo = yaml.safe_load((REPO / "params.yaml").read_text())
     classes = config_classes()
@@ -85,7 +85,7 @@ def test_every_section_resolves_under_every_profile():
     ],
 )
 def test_a_typo_anywhere_is_an_error_naming_the_key(tmp_path, edit, message):
-    from orchestration.resources import config_classes
+    from orchestration.params import config_classes
 
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     edit(params)

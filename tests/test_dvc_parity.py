@@ -7,6 +7,7 @@ import yaml
 from orchestration.definitions import defs
 
 REPO = Path(__file__).resolve().parents[1]
+IN_PROCESS = """--config-json '{"execution":{"config":{"in_process":{}}}}'"""
 
 
 def _stages():
@@ -38,7 +39,7 @@ def test_stage_per_asset_and_same_edges():
 
 def test_stage_commands_materialize_their_asset():
     for name, stage in _stages().items():
-        assert stage["cmd"] == f"dagster asset materialize -m orchestration.definitions --select {name}"
+        assert stage["cmd"] == f"dagster asset materialize -m orchestration.definitions --select {name} {IN_PROCESS}"
 
 
 def test_stages_track_profile_and_their_section():
@@ -47,6 +48,31 @@ def test_stages_track_profile_and_their_section():
         assert "profile" in stage["params"], name
         if name in params:
             assert name in stage["params"], name
+
+
+def test_stage_code_deps_cover_what_the_asset_imports():
+    """Each stage lists every project file its asset's code imports, transitively (read from
+    the source by ``tests.imports``): editing any of them reruns the stage."""
+    from tests.imports import code_deps
+
+    for name, stage in _stages().items():
+        listed = [d for d in stage.get("deps", []) if not d.startswith("data/") and "${" not in d]
+        missing = sorted(
+            f for f in code_deps(name) if not any(f == d or f.startswith(d.rstrip("/") + "/") for d in listed)
+        )
+        assert not missing, f"dvc.yaml stage {name} misses code deps {missing}: add them to its deps"
+
+
+def test_the_closure_follows_function_local_imports(tmp_path):
+    from tests.imports import closure
+
+    (tmp_path / "ml").mkdir()
+    (tmp_path / "ml" / "__init__.py").write_text("")
+    (tmp_path / "ml" / "a.py").write_text("def f():\n    from ml.b import g\n    return g\n")
+    (tmp_path / "ml" / "b.py").write_text("import numpy\nfrom ml import c\n")
+    (tmp_path / "ml" / "c.py").write_text("")
+    names = {p.name for p in closure(tmp_path / "ml" / "a.py", tmp_path)}
+    assert names == {"a.py", "b.py", "c.py", "__init__.py"}
 
 
 def test_stage_code_deps_exist():

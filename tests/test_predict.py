@@ -46,10 +46,42 @@ def test_json_with_per_input_errors(bundle, photos, capsys):
     assert [r["input"] for r in results] == list(map(str, files))
     assert "error" in results[1] and "corrupt or truncated" in results[1]["error"]
     assert "error" in results[3] and "unsupported" in results[3]["error"]
-    for r in (results[0], results[2]):
-        assert -90 <= r["lat"] <= 90 and -180 <= r["lon"] <= 180
+    for r, path in ((results[0], files[0]), (results[2], files[2])):
         assert {"country", "admin1", "radius_km", "top_cells"} <= set(r)
-        assert r["radius_km"] >= 0 and abs(sum(c["probability"] for c in r["top_cells"])) <= 1.0001
+        check_against_the_model(bundle, path, r)
+
+
+def check_against_the_model(bundle, path, r):
+    """The CLI's answer recomputed from the bundle's parts: the cell probabilities from the
+    model's own logits, the 50% radius from all cells' probabilities, the guess at the top
+    cell's centroid or one of the top cells' prototypes, the country from the polygons."""
+    import geopandas as gpd
+    import shapely
+
+    from ml.data.images import load_image
+    from ml.geo.haversine import haversine_km
+    from ml.models.backbone import preprocess
+
+    geo = Geolocator(bundle)
+    with torch.no_grad():
+        emb = geo.model.embed_views(preprocess([load_image(path, 10**8)], geo.spec)).float()
+        probs = torch.softmax(geo.model.heads(emb)["cells"].float(), dim=1)[0].numpy()
+    top = np.argsort(-probs)[:5]
+    assert [c["cell_id"] for c in r["top_cells"]] == top.tolist()
+    assert [c["probability"] for c in r["top_cells"]] == pytest.approx(probs[top].tolist(), abs=1e-4)
+    d = haversine_km(r["lat"], r["lon"], geo.centroids[:, 0], geo.centroids[:, 1])
+    inside = [probs[d <= km].sum() for km in sorted(d)]
+    radius = sorted(d)[next(i for i, p in enumerate(inside) if p >= 0.5 - 1e-6)]
+    assert r["radius_km"] == pytest.approx(radius, abs=0.1)
+    protos = geo.prototypes
+    candidates = [tuple(geo.centroids[top[0]])] + [
+        (protos.lat[i], protos.lon[i]) for i in range(len(protos.cell)) if protos.cell[i] in top
+    ]
+    assert min(haversine_km(r["lat"], r["lon"], la, lo) for la, lo in candidates) < 0.01
+    countries = gpd.read_parquet(bundle / "reference" / "admin0_naturalearth_10m.parquet")
+    hit = countries[shapely.contains(countries.geometry.to_numpy(), shapely.Point(r["lon"], r["lat"]))]
+    if len(hit):  # on land: the polygon that holds the guess names it
+        assert r["country"] in set(hit[["iso_a2", "iso_a3", "adm0_a3"]].astype(str).to_numpy().ravel())
 
 
 def test_csv_geojson_and_table(bundle, photos, capsys):

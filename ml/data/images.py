@@ -28,6 +28,8 @@ import pandas as pd
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 
+MAX_PIXELS = 89_478_485  # Pillow's decompression-bomb limit: files a user hands to predict / evaluate
+
 # File signatures of formats Pillow reads: such a file that does not open is corrupt, not foreign.
 KNOWN_SIGNATURES = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"II*\x00", b"MM\x00*", b"BM", b"RIFF")
 

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from scipy.spatial import cKDTree
 
-from ml.eval.metrics import RADII_KM, distance_summary
+from ml.eval.metrics import RADII_KM, baselines, distance_summary
 from ml.geo.haversine import chord_to_km, haversine_km, to_unit_xyz
 
 STRATA_KM = (25, 150, 500)
@@ -98,23 +98,6 @@ def set_metrics(frame: pd.DataFrame, n_boot: int, seed: int) -> dict[str, dict[s
         lo, hi = bootstrap_interval(values, stat, n_boot, seed + i)
         out[name] = {"value": stat(values) if len(values) else float("nan"), "low": lo, "high": hi}
     return out
-
-
-def baselines(truth_lat, truth_lon, train_lat, train_lon, seed: int) -> dict[str, dict[str, float]]:
-    """No-skill guesses: the train-set medoid (the training location with the smallest total
-    distance to the others, on a seeded sample of 2,000) and a random training location."""
-    rng = np.random.default_rng(seed)
-    sample = rng.choice(len(train_lat), min(2000, len(train_lat)), replace=False)
-    xyz = to_unit_xyz(train_lat[sample], train_lon[sample])
-    total = chord_to_km(np.linalg.norm(xyz[:, None] - xyz[None], axis=2)).sum(1)
-    m = sample[np.argmin(total)]
-    medoid = haversine_km(truth_lat, truth_lon, train_lat[m], train_lon[m])
-    r = rng.integers(0, len(train_lat), len(truth_lat))
-    random = haversine_km(truth_lat, truth_lon, train_lat[r], train_lon[r])
-    return {
-        "train_medoid": distance_summary(medoid) | {"lat": float(train_lat[m]), "lon": float(train_lon[m])},
-        "random_train_location": distance_summary(random),
-    }
 
 
 def nearest_train_km(lat, lon, train_lat, train_lon) -> np.ndarray:
@@ -227,8 +210,7 @@ def evaluate_holdout(
 
 def evaluate_manifest(geo, name: str, path: Path, swap: bool, train, cell_lookup, cfg, zero_shots=None) -> SetResult:
     """A user set: images on disk with their coordinates; unreadable images are counted."""
-    from ml.data.images import ImageRejected, load_image
-    from ml.predict import MAX_PIXELS
+    from ml.data.images import MAX_PIXELS, ImageRejected, load_image
 
     truth = read_eval_manifest(path, swap)
     groups, keep, failed = [], [], 0

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ml.geo.haversine import chord_to_km, haversine_km, to_unit_xyz
+
 RADII_KM = (1, 25, 200, 750, 2500)
 
 
@@ -24,3 +26,20 @@ def distance_summary(d_km) -> dict[str, float]:
     out["median_km"] = float(np.median(d))
     out["geoguessr"] = float(geoguessr_score(d).mean())
     return out
+
+
+def baselines(truth_lat, truth_lon, train_lat, train_lon, seed: int) -> dict[str, dict[str, float]]:
+    """No-skill guesses: the train-set medoid (the training location with the smallest total
+    distance to the others, on a seeded sample of 2,000) and a random training location."""
+    rng = np.random.default_rng(seed)
+    sample = rng.choice(len(train_lat), min(2000, len(train_lat)), replace=False)
+    xyz = to_unit_xyz(train_lat[sample], train_lon[sample])
+    total = chord_to_km(np.linalg.norm(xyz[:, None] - xyz[None], axis=2)).sum(1)
+    m = sample[np.argmin(total)]
+    medoid = haversine_km(truth_lat, truth_lon, train_lat[m], train_lon[m])
+    r = rng.integers(0, len(train_lat), len(truth_lat))
+    random = haversine_km(truth_lat, truth_lon, train_lat[r], train_lon[r])
+    return {
+        "train_medoid": distance_summary(medoid) | {"lat": float(train_lat[m]), "lon": float(train_lon[m])},
+        "random_train_location": distance_summary(random),
+    }

@@ -21,8 +21,7 @@ import torch
 from tqdm import tqdm
 
 from ml.data.images import ImageStore, view_table
-from ml.eval.evaluate import baselines
-from ml.eval.metrics import distance_summary
+from ml.eval.metrics import baselines, distance_summary
 from ml.geo.haversine import haversine_km
 from ml.models.backbone import load_backbone, location_embedding, pick_device, preprocess
 from ml.models.geocell import (
