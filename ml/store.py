@@ -29,3 +29,11 @@ def read_table(path: Path, table: str, where: str = "") -> pd.DataFrame:
         raise FileNotFoundError(f"{path} not found: materialize its asset first")
     with duckdb.connect(str(path), read_only=True) as con:
         return con.execute(f'SELECT * FROM "{table}" {where}').df()
+
+
+def list_tables(path: Path) -> list[str]:
+    """The tables of an asset's DuckDB file."""
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: materialize its asset first")
+    with duckdb.connect(str(path), read_only=True) as con:
+        return [row[0] for row in con.execute("SHOW TABLES").fetchall()]
