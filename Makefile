@@ -51,7 +51,7 @@ browser:
 test: $(VENV)/.installed $(DVC_VENV)/.installed browser
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 # PIGEON's ablations as DVC experiments (after `make run`); the table lands in data/ablations/.
 ablations: install

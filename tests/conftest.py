@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -39,16 +41,51 @@ def make_root(tmp: Path, profile: str = "smoke", overrides: dict | None = None) 
     return tmp
 
 
-@pytest.fixture(scope="session")
-def smoke_chain(tmp_path_factory):
-    """The whole chain materialized once on the smoke profile, in-process, for every test that
-    needs materialized data."""
+class ChainResult:
+    """What the tests read of the smoke chain's run: each asset's materialization metadata
+    (kept as a file, so that every pytest-xdist worker reads the one chain)."""
+
+    success = True
+
+    def __init__(self, metadata: dict[str, dict]):
+        self.metadata = metadata
+
+    def asset_materializations_for_node(self, node: str) -> list[SimpleNamespace]:
+        return [SimpleNamespace(metadata=self.metadata[node])]
+
+
+def materialize_chain(root: Path) -> ChainResult:
     import dagster as dg
 
     from orchestration.definitions import ASSETS
     from orchestration.resources import RoostResource
 
-    root = make_root(tmp_path_factory.mktemp("smoke"))
     result = dg.materialize(ASSETS, resources={"roost": RoostResource(root=str(root))})
     assert result.success
-    return root, result
+    names = [a.key.to_user_string() for a in ASSETS]
+    return ChainResult({n: dict(result.asset_materializations_for_node(n)[0].metadata) for n in names})
+
+
+@pytest.fixture(scope="session")
+def smoke_chain(request, tmp_path_factory):
+    """The whole chain materialized once on the smoke profile, in-process, for every test that
+    needs materialized data; under pytest-xdist once for all workers (the first to ask builds
+    it under a file lock, the others read it). Tests read it and never write into it."""
+    if not hasattr(request.config, "workerinput"):  # no xdist
+        root = make_root(tmp_path_factory.mktemp("smoke"))
+        return root, materialize_chain(root)
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp().parent / "smoke_chain"
+    done = root / "chain.pickle"
+    with FileLock(str(root) + ".lock"):
+        if not done.exists():
+            make_root(root)
+            done.write_bytes(pickle.dumps(materialize_chain(root).metadata))
+    return root, ChainResult(pickle.loads(done.read_bytes()))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests that need no smoke chain first: under xdist both workers start on them while the
+    first chain test builds the chain."""
+    items.sort(key=lambda item: "smoke_chain" in getattr(item, "fixturenames", ()))

@@ -16,6 +16,7 @@ import pytest
 
 from tests.conftest import REPO
 
+pytestmark = pytest.mark.xdist_group("dvc")  # one worker runs them all: they share the repo fixture
 DVC = REPO / ".venv-dvc" / "bin" / "dvc"
 STAGES = ["raw_locations", "enriched_locations", "location_images", "captions", "geocells", "streetclip",
           "geocell_model", "prototypes", "model_bundle", "benchmark_report"]  # fmt: skip
