@@ -109,6 +109,13 @@ def beats_medoid(model: dict, medoid: dict) -> Result:
     return (not worse and bool(better)), details | {"worse_at": worse}
 
 
+def beats_baselines(model: dict, baselines: dict[str, dict]) -> Result:
+    """``beats_medoid``'s rule against every no-skill baseline given (empty ones left out)."""
+    results = {name: beats_medoid(model, b) for name, b in baselines.items() if b}
+    worse = {name: r[1]["worse_at"] for name, r in results.items() if not r[0]}
+    return bool(results) and not worse, {name: r[1] for name, r in results.items()} | {"failed": worse}
+
+
 def bundle_verifies(folder: Path) -> Result:
     from ml.bundle import BundleError, verify_bundle
 

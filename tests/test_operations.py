@@ -76,6 +76,10 @@ def test_beats_medoid():
     ok, details = checks.beats_medoid(model | {"within_2500km": 59.0}, medoid)
     assert not ok and details["worse_at"] == ["within_2500km"]
     assert not checks.beats_medoid(medoid, medoid)[0]  # a tie everywhere is no skill
+    largest = medoid | {"within_2500km": 75.0}
+    ok, details = checks.beats_baselines(model, {"train_medoid": medoid, "largest_country": largest})
+    assert not ok and details["failed"] == {"largest_country": ["within_2500km"]}
+    assert checks.beats_baselines(model, {"train_medoid": medoid, "largest_country": {}})[0]  # none known: left out
 
 
 def test_bundle_verifies(smoke_chain, tmp_path):

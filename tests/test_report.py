@@ -141,3 +141,19 @@ def test_roost_evaluate_cli(smoke_chain, user_set, tmp_path, capsys):
     assert code == 0 and "within_25km" in out and "1 images could not be read" in out
     assert "zero-shot" in (tmp_path / "set.md").read_text()
     assert (tmp_path / "set.html").exists()
+
+
+def test_the_largest_country_baseline():
+    """Always the medoid of the largest training country: three French training points beat one
+    American; half the truth lies in France."""
+    from ml.eval.metrics import baselines
+
+    train_lat, train_lon = np.array([48.85, 45.76, 43.30, 40.71]), np.array([2.35, 4.84, 5.37, -74.0])
+    b = baselines([48.85, 52.52], [2.35, 13.40], train_lat, train_lon, 0, ["FR", "FR", "FR", "US"], ["FR", "DE"])
+    largest = b["largest_country"]
+    assert largest["country"] == "FR" and (largest["lat"], largest["lon"]) == (45.76, 4.84)  # Lyon: the medoid
+    assert largest["country_accuracy"] == 50.0
+    assert largest["median_km"] == pytest.approx(
+        np.median([haversine_km(48.85, 2.35, 45.76, 4.84), haversine_km(52.52, 13.40, 45.76, 4.84)])
+    )
+    assert "largest_country" not in baselines([0.0], [0.0], train_lat, train_lon, 0)

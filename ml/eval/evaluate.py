@@ -141,8 +141,10 @@ def evaluate_groups(
     cfg: ReportConfig,
     failed: int = 0,
     zero_shots: dict | None = None,
+    train_country=None,
 ) -> SetResult:
-    """Evaluate predictions for ``groups`` (the views of each truth row)."""
+    """Evaluate predictions for ``groups`` (the views of each truth row); ``train_country``
+    (the training locations' countries) adds the largest-country baseline."""
     results = []
     for i in range(0, len(groups), cfg.batch_size):
         results += geo.predict_arrays(groups[i : i + cfg.batch_size])
@@ -184,7 +186,7 @@ def evaluate_groups(
         name=name,
         frame=frame,
         metrics=set_metrics(frame, cfg.bootstrap, cfg.seed),
-        baselines=baselines(lat, lon, train_lat, train_lon, cfg.seed),
+        baselines=baselines(lat, lon, train_lat, train_lon, cfg.seed, train_country, frame["country"].to_numpy()),
         strata=strata(frame),
         by_continent=by_continent,
         failed=failed,
@@ -205,7 +207,8 @@ def evaluate_holdout(
     table = view_table(test["id"], images, geo.model.spec.views)
     groups = [table.read(store, k) for k in range(len(test))]
     tl, tn = train["lat"].to_numpy(), train["lon"].to_numpy()
-    return evaluate_groups(geo, "holdout", test, groups, tl, tn, cell_lookup, cfg, zero_shots=zero_shots)
+    return evaluate_groups(geo, "holdout", test, groups, tl, tn, cell_lookup, cfg, zero_shots=zero_shots,
+                           train_country=_countries(train))  # fmt: skip
 
 
 def evaluate_manifest(geo, name: str, path: Path, swap: bool, train, cell_lookup, cfg, zero_shots=None) -> SetResult:
@@ -222,4 +225,8 @@ def evaluate_manifest(geo, name: str, path: Path, swap: bool, train, cell_lookup
             failed += 1
     truth = truth.iloc[keep].reset_index(drop=True)
     tl, tn = train["lat"].to_numpy(), train["lon"].to_numpy()
-    return evaluate_groups(geo, name, truth, groups, tl, tn, cell_lookup, cfg, failed, zero_shots)
+    return evaluate_groups(geo, name, truth, groups, tl, tn, cell_lookup, cfg, failed, zero_shots, _countries(train))
+
+
+def _countries(train: pd.DataFrame):
+    return train["country"].to_numpy(dtype=object) if "country" in train else None

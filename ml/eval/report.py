@@ -207,6 +207,10 @@ def metrics_json(results: list[SetResult]) -> dict:
         out[r.name]["n"] = len(r.frame)
         out[r.name]["baseline_train_medoid_median_km"] = round(r.baselines["train_medoid"]["median_km"], 2)
         out[r.name]["baseline_random_median_km"] = round(r.baselines["random_train_location"]["median_km"], 2)
+        largest = r.baselines.get("largest_country", {})
+        for k in ("median_km", "within_750km", "within_2500km", "geoguessr", "country_accuracy"):
+            if k in largest:
+                out[r.name][f"baseline_largest_country_{k}"] = round(largest[k], 2)
         for model, metrics in r.zero_shot.items():
             key = "zero_shot_" + "".join(c if c.isalnum() else "_" for c in model)
             out[r.name][key] = {k: round(v["value"], 4) for k, v in metrics.items()}

@@ -365,14 +365,15 @@ def train_geocell_model(
     model.to("cpu").eval()
     medoid = (
         baselines(
-            val["lat"].to_numpy(), val["lon"].to_numpy(), train["lat"].to_numpy(), train["lon"].to_numpy(), cfg.seed
+            val["lat"], val["lon"], train["lat"], train["lon"], cfg.seed, train.get("country"), val.get("country")
         )
         if len(val) and len(train)
         else {}
     )
     metrics = {
         "val": best_metrics,
-        "val_train_medoid": medoid.get("train_medoid", {}),  # the no-skill baseline on the same val locations
+        "val_train_medoid": medoid.get("train_medoid", {}),  # the no-skill baselines on the same val locations
+        "val_largest_country": medoid.get("largest_country", {}),
         "val_untrained": untrained,
         "val_most_frequent_cell_top1": most_frequent,
         "epochs_run": len(history["train_loss"]),
