@@ -86,6 +86,8 @@ def smoke_chain(request, tmp_path_factory):
 
 
 def pytest_collection_modifyitems(config, items):
-    """Tests that need no smoke chain first: under xdist both workers start on them while the
-    first chain test builds the chain."""
-    items.sort(key=lambda item: "smoke_chain" in getattr(item, "fixturenames", ()))
+    """One test that needs the smoke chain first (under xdist its worker builds the chain at
+    once), then every test that needs none (the other worker's work meanwhile), then the rest."""
+    chain = [item for item in items if "smoke_chain" in getattr(item, "fixturenames", ())]
+    free = [item for item in items if "smoke_chain" not in getattr(item, "fixturenames", ())]
+    items[:] = chain[:1] + free + chain[1:]

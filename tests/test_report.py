@@ -110,7 +110,7 @@ def test_report_smoke_with_holdout_and_a_user_set(smoke_chain, user_set, tmp_pat
     assert "zero-shot streetclip" in (out / "reports" / "holdout.md").read_text()
 
 
-def test_dvc_reads_the_metrics_and_plots(smoke_chain):
+def test_dvc_reads_the_metrics_and_plots(smoke_chain, tmp_path):
     """`dvc metrics show` and `dvc plots show` read the report's outputs through dvc.yaml."""
     import shutil
     import subprocess
@@ -120,10 +120,11 @@ def test_dvc_reads_the_metrics_and_plots(smoke_chain):
     dvc = REPO / ".venv-dvc" / "bin" / "dvc"
     if not dvc.exists():
         pytest.fail(f"{dvc} missing: `make test` installs DVC's environment first")
-    root, _ = smoke_chain
+    smoke, _ = smoke_chain
+    root = tmp_path / "project"  # the report's outputs and dvc.yaml; the shared chain stays as it is
+    shutil.copytree(Paths(smoke).asset_dir("benchmark_report"), Paths(root).asset_dir("benchmark_report"))
     shutil.copy(REPO / "dvc.yaml", root / "dvc.yaml")
-    if not (root / ".dvc").exists():
-        subprocess.run([dvc, "init", "--no-scm", "-q"], cwd=root, check=True)
+    subprocess.run([dvc, "init", "--no-scm", "-q"], cwd=root, check=True)
     shown = subprocess.run([dvc, "metrics", "show", "--json"], cwd=root, check=True, capture_output=True, text=True)
     read = json.loads(shown.stdout)[""]["data"]["data/benchmark_report/metrics.json"]["data"]
     assert read == json.loads((root / "data" / "benchmark_report" / "metrics.json").read_text())
