@@ -124,6 +124,7 @@ def test_dvc_reads_the_metrics_and_plots(smoke_chain, tmp_path):
     root = tmp_path / "project"  # the report's outputs and dvc.yaml; the shared chain stays as it is
     shutil.copytree(Paths(smoke).asset_dir("benchmark_report"), Paths(root).asset_dir("benchmark_report"))
     shutil.copy(REPO / "dvc.yaml", root / "dvc.yaml")
+    shutil.copy(smoke / "params.yaml", root / "params.yaml")  # dvc.yaml interpolates params
     subprocess.run([dvc, "init", "--no-scm", "-q"], cwd=root, check=True)
     shown = subprocess.run([dvc, "metrics", "show", "--json"], cwd=root, check=True, capture_output=True, text=True)
     read = json.loads(shown.stdout)[""]["data"]["data/benchmark_report/metrics.json"]["data"]
