@@ -98,9 +98,9 @@ def test_training_batches_see_their_own_views(store, tmp_path, monkeypatch):
         reads.append([decode(img) for img in imgs])
         return real_preprocess(imgs, backbone)
 
-    def spy_mse(pred, target):
+    def spy_mse(pred, target, *args):
         targets.append((target.detach().numpy().copy(), len(reads)))
-        return real_mse(pred, target)
+        return real_mse(pred, target, *args)
 
     monkeypatch.setattr(tg, "preprocess", spy_preprocess)
     monkeypatch.setattr(tg, "masked_mse", spy_mse)

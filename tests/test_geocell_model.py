@@ -11,6 +11,7 @@ from ml.models.geocell import (
     GeocellModelSpec,
     load_geocell_model,
     masked_cross_entropy,
+    masked_mse,
     smooth_labels,
     soft_cross_entropy,
 )
@@ -51,6 +52,19 @@ def test_masked_month_loss_ignores_unknown_months():
     changed = logits.clone()
     changed[[1, 3]] += 100.0  # rows with unknown months do not matter
     assert torch.allclose(masked_cross_entropy(changed, target), expected)
+
+
+def test_masked_losses_average_to_the_global_batch_mean_over_processes():
+    """Under DDP each process divides its known rows' sum by the global batch's known count / W:
+    the W processes' average is the global masked mean, however the known rows are shared out
+    (here 3 known of 4 on one process, 1 of 4 on the other)."""
+    torch.manual_seed(0)
+    logits, pred = torch.randn(8, 12), torch.randn(8)
+    classes = torch.tensor([3, 5, 1, -1, -1, -1, 7, -1])  # 4 known
+    values = torch.tensor([1.0, 2.0, float("nan"), 4.0, float("nan"), float("nan"), 0.5, float("nan")])  # 4 known
+    for loss, x, target in ((masked_cross_entropy, logits, classes), (masked_mse, pred, values)):
+        per_process = [loss(x[:4], target[:4], 4 / 2), loss(x[4:], target[4:], 4 / 2)]
+        assert torch.allclose(sum(per_process) / 2, loss(x, target))
 
 
 def test_only_the_last_layers_train():

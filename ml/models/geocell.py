@@ -54,19 +54,23 @@ def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Ten
     return -(p * torch.log_softmax(logits, dim=1)).sum(dim=1).mean()
 
 
-def masked_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy over rows whose target is known (target < 0 means unknown)."""
+def masked_cross_entropy(logits: torch.Tensor, target: torch.Tensor, count: float | None = None) -> torch.Tensor:
+    """Cross-entropy over rows whose target is known (target < 0 means unknown): their mean, or
+    their sum / ``count`` (under DDP the known rows of the whole global batch, so that averaged
+    gradients are the global batch's mean, whatever each process's share of known rows)."""
     known = target >= 0
     if not known.any():
         return logits.sum() * 0.0
-    return nn.functional.cross_entropy(logits[known], target[known])
+    loss = nn.functional.cross_entropy(logits[known], target[known], reduction="sum")
+    return loss / (count if count else int(known.sum()))
 
 
-def masked_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def masked_mse(pred: torch.Tensor, target: torch.Tensor, count: float | None = None) -> torch.Tensor:
+    """Squared error over rows whose target is finite: their mean, or their sum / ``count``."""
     known = torch.isfinite(target)
     if not known.any():
         return pred.sum() * 0.0
-    return ((pred[known] - target[known]) ** 2).mean()
+    return ((pred[known] - target[known]) ** 2).sum() / (count if count else int(known.sum()))
 
 
 @dataclass

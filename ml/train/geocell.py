@@ -245,15 +245,19 @@ def train_geocell_model(
     def loss_of(out, t: Targets, rows: np.ndarray, soft_rows: torch.Tensor | None, scale: float = 1.0):
         """The batch's mean loss; ``scale`` = this process's share of the global batch x W, so that
         DDP's averaged gradients are the global batch's."""
-        loss = soft_cross_entropy(out["cells"], soft_rows.to(device))
+        loss = soft_cross_entropy(out["cells"], soft_rows.to(device)) * scale
         weights = asdict(cfg.aux)  # heads left out above are not in aux
         for name in aux:
             target = torch.from_numpy(getattr(t, name)[rows]).to(device)
-            if name in ("elevation", "population"):
-                loss = loss + weights[name] * masked_mse(out[name], target.float())
+            regression = name in ("elevation", "population")
+            known = torch.isfinite(target) if regression else target >= 0
+            # the global batch's known rows (x W: DDP averages the W processes' gradients)
+            count = all_sum(float(known.sum()), d) / d.world if d.active else None
+            if regression:
+                loss = loss + weights[name] * masked_mse(out[name], target.float(), count)
             else:
-                loss = loss + weights[name] * masked_cross_entropy(out[name], target)
-        return loss * scale
+                loss = loss + weights[name] * masked_cross_entropy(out[name], target, count)
+        return loss
 
     @torch.no_grad()
     def evaluate(index, mask, t: Targets, frame: pd.DataFrame) -> dict[str, float]:
