@@ -141,6 +141,29 @@ def test_split_blocks_keep_val_test_away_from_train():
     assert np.array_equal(split, spatial_split(lat, lon, cfg))  # seeded
 
 
+def test_split_caps_what_one_block_holds_out():
+    """A dense block dealt to val gives it at most held_per_block locations (the rest: buffer),
+    so one city cannot be most of a split; without the cap it is."""
+    from ml.data.split import block_ids
+
+    rng = np.random.default_rng(2)
+    city = (51.5 + rng.normal(0, 0.3, 2000), -0.1 + rng.normal(0, 0.3, 2000))  # one 400 km block
+    lat = np.concatenate([city[0], rng.uniform(-50, 60, 2000)])
+    lon = np.concatenate([city[1], rng.uniform(-120, 140, 2000)])
+    blocks = block_ids(lat, lon, 400)
+    for seed in range(40):  # a seed that deals the city's block to val or test
+        base = SplitConfig(seed=seed, val_share=0.1, test_share=0.1, min_distance_km=0, block_km=400)
+        if spatial_split(lat, lon, base)[0] in ("val", "test"):
+            break
+    uncapped = spatial_split(lat, lon, base)
+    capped = spatial_split(lat, lon, SplitConfig(seed, 0.1, 0.1, 0, 400, held_per_block=25))
+    held = np.isin(capped, ["val", "test"])
+    assert (uncapped[:2000] != "train").all() and not (capped[:2000] == "train").any()
+    assert np.isin(capped[:2000], ["val", "test"]).sum() == 25  # the rest of the city: buffer
+    assert max(np.unique(blocks[held], return_counts=True)[1]) <= 25
+    assert np.array_equal(capped, spatial_split(lat, lon, SplitConfig(seed, 0.1, 0.1, 0, 400, held_per_block=25)))
+
+
 def test_enriched_locations_smoke(smoke_chain):
     root, result = smoke_chain
     paths = Paths(root)

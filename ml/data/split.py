@@ -5,7 +5,10 @@ Locations are grouped into blocks of a lat/lon grid whose cells are about ``bloc
 in a seeded random order, to val and test until each holds its share of locations; the rest
 is train. A val or test location within ``min_distance_km`` of any train location (a
 neighbouring block) goes to ``buffer``: kept and counted, used for neither training nor
-evaluation. Blocks, not transitive chains of nearby points, which at large distances swallow
+evaluation. With ``held_per_block`` > 0 a held-out block gives val or test at most that many
+of its locations (a seeded sample; the rest go to ``buffer`` too), so that one dense block
+(London's held 57% of the embedded default's val) cannot be most of a split and make its
+figures, and their bootstrap intervals, a measure of one place. Blocks, not transitive chains of nearby points, which at large distances swallow
 whole continents.
 """
 
@@ -28,6 +31,7 @@ class SplitConfig:
     test_share: float
     min_distance_km: float  # no val/test location this close to a train location
     block_km: float  # width of a block dealt whole to one split
+    held_per_block: int = 0  # most locations a val/test block holds out (the rest: buffer; 0 = all)
 
 
 def block_ids(lat: np.ndarray, lon: np.ndarray, block_km: float) -> np.ndarray:
@@ -48,7 +52,9 @@ def spatial_split(lat: np.ndarray, lon: np.ndarray, cfg: SplitConfig) -> np.ndar
     if n == 0:
         return split
     blocks, inverse, counts = np.unique(block_ids(lat, lon, cfg.block_km), return_inverse=True, return_counts=True)
-    order = np.random.default_rng(cfg.seed).permutation(len(blocks))
+    rng = np.random.default_rng(cfg.seed)
+    order = rng.permutation(len(blocks))
+    cap = cfg.held_per_block if cfg.held_per_block > 0 else n
     assigned = np.full(len(blocks), "train", dtype=object)
     targets = [("val", cfg.val_share * n), ("test", cfg.test_share * n)]
     total, t = 0.0, 0
@@ -60,9 +66,13 @@ def spatial_split(lat: np.ndarray, lon: np.ndarray, cfg: SplitConfig) -> np.ndar
             break
         name = targets[t][0]
         assigned[b] = name
-        cum[name] += counts[b]
+        cum[name] += min(counts[b], cap)
         total += counts[b]
     split = assigned[inverse]
+    if cfg.held_per_block > 0:  # a seeded sample of each big held-out block stays held out
+        for b in np.flatnonzero((assigned != "train") & (counts > cap)):
+            members = np.flatnonzero(inverse == b)
+            split[rng.choice(members, size=len(members) - cap, replace=False)] = "buffer"
     train = split == "train"
     held = np.flatnonzero(~train)
     if held.size and train.any() and cfg.min_distance_km > 0:
