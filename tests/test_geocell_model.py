@@ -89,6 +89,24 @@ def test_only_the_last_layers_train():
     assert torch.allclose(model.embed_views(pixels[:1]), model.top(model.trunk(pixels[:1])))
 
 
+def test_all_layers_train_with_the_embeddings():
+    """trainable_layers = the tower's depth (a randomly initialised backbone): nothing is frozen,
+    the patch and position embeddings train too, and the cached "trunk" is the pixels."""
+    clip = build_model(BackboneSpec.named("tiny"))
+    depth = clip.config.vision_config.num_hidden_layers
+    spec = GeocellModelSpec(
+        clip.config.vision_config.to_dict(), clip.config.projection_dim, 5, "linear", 8, depth, [], {}, {}, 0
+    )
+    model = GeocellModel.from_clip(clip, spec)
+    model.freeze_trunk()
+    assert all(p.requires_grad for p in model.parameters())
+    pixels = torch.randn(2, 3, 64, 64)
+    assert model.trunk(pixels) is pixels
+    expected = clip.get_image_features(pixel_values=pixels)
+    expected = getattr(expected, "pooler_output", expected)  # transformers 5 returns an output object
+    assert torch.allclose(model.embed_views(pixels), expected, atol=1e-5)
+
+
 def test_geocell_model_smoke(smoke_chain):
     """The smoke model fits its training locations (a mechanism, not a quality claim): the best
     epoch's training loss is below 0.8 x the first's. Measured over training seeds 0/1/2 and 1

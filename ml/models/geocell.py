@@ -118,9 +118,10 @@ class GeocellModel(nn.Module):
         return model
 
     def freeze_trunk(self) -> None:
-        """Freeze everything below the last ``trainable_layers`` layers."""
+        """Freeze everything below the last ``trainable_layers`` layers (with all layers
+        trainable, the patch and position embeddings train too: nothing is frozen)."""
         for p in self.vision.parameters():
-            p.requires_grad = False
+            p.requires_grad = self.split == 0
         for layer in self.vision.encoder.layers[self.split :]:
             for p in layer.parameters():
                 p.requires_grad = True
@@ -128,7 +129,10 @@ class GeocellModel(nn.Module):
             p.requires_grad = True
 
     def trunk(self, pixels: torch.Tensor) -> torch.Tensor:
-        """Hidden states below the trainable layers: (B, tokens, hidden)."""
+        """Hidden states below the trainable layers: (B, tokens, hidden); the pixels themselves
+        when every layer trains."""
+        if self.split == 0:
+            return pixels
         h = self.vision.pre_layrnorm(self.vision.embeddings(pixels))
         for layer in self.vision.encoder.layers[: self.split]:
             h = layer(h, None)
@@ -136,6 +140,8 @@ class GeocellModel(nn.Module):
 
     def top(self, hidden: torch.Tensor) -> torch.Tensor:
         """View embeddings from trunk hidden states: (B, projection_dim)."""
+        if self.split == 0:
+            hidden = self.vision.pre_layrnorm(self.vision.embeddings(hidden))
         for layer in self.vision.encoder.layers[self.split :]:
             hidden = layer(hidden, None)
         return self.projection(self.vision.post_layernorm(hidden[:, 0]))

@@ -62,7 +62,9 @@ def run_geocell_model(paths: Paths) -> dict:
     if _main_rank():
         out = save_geocell_model(result.model, paths.geocell_model)
         (out.parent / "metrics.json").write_text(json.dumps(metrics, indent=2))
-        (out.parent / "curves.png").write_bytes(curves_png(result.history, "geocell_model", xlabel="epoch"))
+        curves = {k: v for k, v in result.history.items() if k != "val_geoguessr"}
+        curves["val GeoGuessr / 5000"] = [g / 5000 for g in result.history.get("val_geoguessr", [])]
+        (out.parent / "curves.png").write_bytes(curves_png(curves, "geocell_model", xlabel="epoch"))
     return metrics
 
 
