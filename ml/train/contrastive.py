@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from ml.data.images import ImageStore
 from ml.models.backbone import BackboneSpec, build_model, build_tokenizer, pick_device, preprocess, save_backbone
-from ml.train.common import autocast, seed_everything, warmup_cosine
+from ml.train.common import adamw, autocast, seed_everything, warmup_cosine
 from ml.train.distributed import (
     Checkpoints,
     DistributedBatchSampler,
@@ -183,7 +183,7 @@ def train_streetclip(
     micro_per_epoch = sampler.steps()
     steps_per_epoch = max(1, micro_per_epoch // cfg.grad_accum)
     total = steps_per_epoch * cfg.epochs
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = adamw(model.parameters(), cfg.lr, cfg.weight_decay)
     scheduler = warmup_cosine(optimizer, int(cfg.warmup_fraction * total), total)
     key = fingerprint(asdict(cfg), d.world, train["key"].tolist(), texts)
     checkpoints = Checkpoints(checkpoint_dir, cfg.checkpoint_every, d, key, model, optimizer, scheduler)
