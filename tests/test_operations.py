@@ -70,12 +70,16 @@ def test_finite_tensors(tmp_path):
 
 
 def test_beats_medoid():
-    medoid = {"within_1km": 0.0, "within_25km": 0.0, "within_200km": 5.0, "within_750km": 20.0, "within_2500km": 60.0}
-    model = {"within_1km": 0.0, "within_25km": 1.0, "within_200km": 9.0, "within_750km": 30.0, "within_2500km": 70.0}
+    medoid = {"within_200km": 5.0, "within_750km": 20.0, "within_2500km": 60.0, "median_km": 2000.0, "geoguessr": 900.0}
+    model = {"within_200km": 9.0, "within_750km": 30.0, "within_2500km": 70.0, "median_km": 1500.0, "geoguessr": 1400.0}
     assert checks.beats_medoid(model, medoid)[0]
     ok, details = checks.beats_medoid(model | {"within_2500km": 59.0}, medoid)
     assert not ok and details["worse_at"] == ["within_2500km"]
+    ok, details = checks.beats_medoid(model | {"median_km": 2100.0}, medoid)  # a longer median loses
+    assert not ok and details["worse_at"] == ["median_km"]
     assert not checks.beats_medoid(medoid, medoid)[0]  # a tie everywhere is no skill
+    assert checks.beats_medoid(model | {"within_200km": 1.4}, medoid | {"within_200km": 7.4})[0]  # not judged at 200 km
+    assert not checks.beats_medoid(model, {})[0]  # unknown figures are no pass
     largest = medoid | {"within_2500km": 75.0}
     ok, details = checks.beats_baselines(model, {"train_medoid": medoid, "largest_country": largest})
     assert not ok and details["failed"] == {"largest_country": ["within_2500km"]}
