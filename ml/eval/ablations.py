@@ -39,8 +39,32 @@ def dvc_binary(root: Path) -> str:
     return os.environ.get("ROOST_DVC") or str(root / ".venv-dvc" / "bin" / "dvc")
 
 
+def profile_overrides(params: dict, settings: list[str]) -> list[str]:
+    """``settings`` (``section.key=value``) plus, for every key the active profile overrides
+    in that section, the same setting under ``section.profiles.<profile>``: the profile's value
+    is merged over the base, so setting the base alone would change nothing (the default's
+    ``streetclip.epochs`` once made ``no_contrastive`` the full model under another name)."""
+    from ml.config import active_profile
+
+    profile = active_profile(params)
+    out = []
+    for setting in settings:
+        out.append(setting)
+        path, _, _ = setting.partition("=")
+        section, *keys = path.split(".")
+        node = ((params.get(section) or {}).get("profiles") or {}).get(profile) or {}
+        for key in keys:
+            node = node.get(key, KeyError) if isinstance(node, dict) else KeyError
+        if node is not KeyError:
+            out.append(f"{section}.profiles.{profile}.{setting.partition('.')[2]}")
+    return out
+
+
 def run_variant(root: Path, name: str, dvc: str) -> None:
-    overrides = [a for s in VARIANTS[name][1] for a in ("-S", s)]
+    from ml.config import read_params
+
+    settings = profile_overrides(read_params(root / "params.yaml"), VARIANTS[name][1])
+    overrides = [a for s in settings for a in ("-S", s)]
     exp = f"ablation-{name.replace('_', '-')}"
     # a previous run's experiment of the same name would clash (--force would rerun every stage)
     subprocess.run([dvc, "exp", "remove", exp], cwd=root, capture_output=True)
