@@ -53,9 +53,9 @@ def profile_overrides(params: dict, settings: list[str]) -> list[str]:
         path, _, _ = setting.partition("=")
         section, *keys = path.split(".")
         node = ((params.get(section) or {}).get("profiles") or {}).get(profile) or {}
-        for key in keys:
-            node = node.get(key, KeyError) if isinstance(node, dict) else KeyError
-        if node is not KeyError:
+        for key in keys[:-1]:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict) and keys[-1] in node:
             out.append(f"{section}.profiles.{profile}.{setting.partition('.')[2]}")
     return out
 
