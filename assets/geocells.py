@@ -1,16 +1,13 @@
-"""geocells."""
+"""geocells (``ml.stages.geocells``)."""
 
 import dagster as dg
-import geopandas as gpd
 import numpy as np
 
 from assets.metadata import counts_table, png
+from assets.resources import RoostResource
 from ml.data.enrich import EnrichConfig
-from ml.geo.geocells import GeocellsConfig, build_cells, check_geocells, offshore_cells
-from ml.geo.maps import cells_map_png
-from ml.geo.reference import ReferenceData
-from ml.store import read_table, write_tables
-from orchestration.resources import RoostResource
+from ml.geo.cells import GeocellsConfig
+from ml.stages.geocells import run_geocells
 
 
 @dg.asset(group_name="geocells", kinds={"geoparquet", "duckdb"}, deps=["enriched_locations"])
@@ -18,20 +15,10 @@ def geocells(context: dg.AssetExecutionContext, roost: RoostResource) -> dg.Mate
     """PIGEON's semantic geocells from the train split: admin units merged and split to size
     (or, with ``builder: naive``, border-blind boxes of equal point count: the ablation)."""
     paths, cfg = roost.paths(), roost.config(GeocellsConfig)
-    train = read_table(paths.asset_db("enriched_locations"), "locations", "WHERE split = 'train'")
-    reference = ReferenceData(paths.reference)
-    admin2 = roost.config(EnrichConfig).admin2  # the one home of the admin-2 file setting
-    polygons = gpd.read_file(paths.resolve(admin2.path)).to_crs(4326) if admin2.path else None
-    cells = build_cells(train, reference.admin0, reference.admin1, cfg, polygons, admin2.name_field)
-    violations = check_geocells(cells, train, cfg)
-    context.log.info(f"{len(cells.cells)} cells in {sum(cells.seconds.values()):.1f} s; violations {violations}")
-    out = paths.asset_dir("geocells")
-    out.mkdir(parents=True, exist_ok=True)
-    cells.geodataframe().to_parquet(out / "geocells.parquet")
-    table = cells.cells.drop(columns="geometry")
-    db = write_tables(paths.asset_db("geocells"), {"cells": table, "assignments": cells.assignments})
+    run = run_geocells(paths, cfg, roost.config(EnrichConfig).admin2)  # the one home of the admin-2 file setting
+    cells, table = run.cells, run.cells.cells
+    context.log.info(f"{len(table)} cells in {sum(cells.seconds.values()):.1f} s; violations {run.violations}")
     sizes = table["n_points"].to_numpy()
-    picture = cells_map_png(cells.geodataframe(), reference.admin0, f"{len(table)} geocells")
     return dg.MaterializeResult(
         metadata={
             "builder": cfg.builder,
@@ -41,10 +28,10 @@ def geocells(context: dg.AssetExecutionContext, roost: RoostResource) -> dg.Mate
             "size_min": int(sizes.min()),
             "size_median": float(np.median(sizes)),
             "size_max": int(sizes.max()),
-            "violations": dg.MetadataValue.json(violations),
-            "offshore_cells": offshore_cells(cells),
+            "violations": dg.MetadataValue.json(run.violations),
+            "offshore_cells": run.offshore_cells,
             "seconds": dg.MetadataValue.json(cells.seconds),
-            "map": png(picture, "geocells"),
-            "path": dg.MetadataValue.path(str(db)),
+            "map": png(run.map_png, "geocells"),
+            "path": dg.MetadataValue.path(str(paths.asset_db("geocells"))),
         }
     )

@@ -1,23 +1,20 @@
-"""raw_locations and enriched_locations."""
+"""raw_locations and enriched_locations (``ml.stages.raw_locations``, ``ml.stages.enriched_locations``)."""
 
 import dagster as dg
 
 from assets.metadata import counts_table, png
-from ml.data.enrich import EnrichConfig, enrich_locations
-from ml.data.sources import RawLocationsConfig, load_raw_locations
-from ml.geo.maps import world_map_png
-from ml.geo.reference import ReferenceData
-from ml.store import read_table, write_tables
-from orchestration.resources import RoostResource
+from assets.resources import RoostResource
+from ml.data.enrich import EnrichConfig
+from ml.data.sources import RawLocationsConfig
+from ml.stages.enriched_locations import run_enriched_locations
+from ml.stages.raw_locations import run_raw_locations
 
 
 @dg.asset(group_name="locations", kinds={"duckdb"})
 def raw_locations(context: dg.AssetExecutionContext, roost: RoostResource) -> dg.MaterializeResult:
     """Input locations from the configured source; every row accepted or rejected with a reason."""
     paths, cfg = roost.paths(), roost.config(RawLocationsConfig)
-    result = load_raw_locations(cfg, paths.resolve(cfg.path), paths.root)
-    tables = {"locations": result.locations, "rejected": result.rejected} | result.tables
-    db = write_tables(paths.asset_db("raw_locations"), tables)
+    result = run_raw_locations(paths, cfg)
     context.log.info(f"{len(result.locations)} accepted, {len(result.rejected)} rejected of {result.n_input} rows")
     return dg.MaterializeResult(
         metadata={
@@ -28,7 +25,7 @@ def raw_locations(context: dg.AssetExecutionContext, roost: RoostResource) -> dg
             "rejected": len(result.rejected),
             "rejected_by_reason": counts_table(result.reason_counts()),
             **result.counts,
-            "path": dg.MetadataValue.path(str(db)),
+            "path": dg.MetadataValue.path(str(paths.asset_db("raw_locations"))),
         }
     )
 
@@ -37,20 +34,14 @@ def raw_locations(context: dg.AssetExecutionContext, roost: RoostResource) -> dg
 def enriched_locations(context: dg.AssetExecutionContext, roost: RoostResource) -> dg.MaterializeResult:
     """Country, admin-1, town, climate, land cover, elevation, population and the spatial split."""
     paths, cfg = roost.paths(), roost.config(EnrichConfig)
-    raw = read_table(paths.asset_db("raw_locations"), "locations")
-    reference = ReferenceData(paths.reference)
-    result = enrich_locations(raw, reference, cfg, paths.root)
-    locations = result.locations
-    db = write_tables(paths.asset_db("enriched_locations"), {"locations": locations, "rejected": result.rejected})
+    run = run_enriched_locations(paths, cfg)
+    result, locations = run.result, run.result.locations
     sizes = result.split_sizes()
     context.log.info(f"split sizes {sizes}; {len(result.rejected)} rejected; timings {result.seconds}")
     countries = locations["country_name"].value_counts()
     top = {str(k): int(v) for k, v in countries.head(20).items()}
     if len(countries) > 20:
         top[f"({len(countries) - 20} other countries)"] = int(countries.iloc[20:].sum())
-    picture = world_map_png(
-        locations["lat"], locations["lon"], locations["split"], reference.admin0, f"{len(locations):,} locations"
-    )
     return dg.MaterializeResult(
         metadata={
             "input_rows": result.n_input,
@@ -62,8 +53,8 @@ def enriched_locations(context: dg.AssetExecutionContext, roost: RoostResource) 
             "country_share": float(locations["country"].notna().mean()) if len(locations) else 0.0,
             "admin1_share": float(locations["adm1_code"].notna().mean()) if len(locations) else 0.0,
             "country_histogram": counts_table(top, key="country", value="locations"),
-            "map": png(picture, "locations by split"),
+            "map": png(run.map_png, "locations by split"),
             "seconds": dg.MetadataValue.json(result.seconds),
-            "path": dg.MetadataValue.path(str(db)),
+            "path": dg.MetadataValue.path(str(paths.asset_db("enriched_locations"))),
         }
     )

@@ -1,14 +1,16 @@
-"""streetclip and geocell_model: thin wrappers around ``ml.train.run`` (one process here, or
-torchrun when the section's ``processes`` is above 1)."""
+"""streetclip and geocell_model (``ml.stages.streetclip``, ``ml.stages.geocell_model``): in this
+process, or under torchrun when the section's ``processes`` is above 1 (``ml.stages.launch``)."""
 
 import dagster as dg
 
+from assets.deployment import pod_tags
 from assets.metadata import png
+from assets.resources import RoostResource
+from ml.stages.geocell_model import curves_file
+from ml.stages.launch import run_training
+from ml.stages.streetclip import loss_file
 from ml.train.contrastive import StreetclipConfig
 from ml.train.geocell import GeocellModelConfig
-from ml.train.run import run_training
-from orchestration.deployment import pod_tags
-from orchestration.resources import RoostResource
 
 
 @dg.asset(group_name="models", kinds={"pytorch"}, deps=["location_images", "captions"], op_tags=pod_tags("streetclip"))
@@ -16,7 +18,6 @@ def streetclip(context: dg.AssetExecutionContext, roost: RoostResource) -> dg.Ma
     """CLIP fine-tuned contrastively on (view, synthetic caption) pairs of the train split."""
     paths, cfg = roost.paths(), roost.config(StreetclipConfig)
     m = run_training("streetclip", paths, cfg.processes, cfg.device)
-    out = paths.asset_dir("streetclip")
     context.log.info(f"retrieval before {m['retrieval_before']} after {m['retrieval_after']}")
     return dg.MaterializeResult(
         metadata={
@@ -29,7 +30,7 @@ def streetclip(context: dg.AssetExecutionContext, roost: RoostResource) -> dg.Ma
             "retrieval_before": dg.MetadataValue.json(m["retrieval_before"]),
             "retrieval_after": dg.MetadataValue.json(m["retrieval_after"]),
             "images_per_s": round(m["images_per_s"], 1),
-            "loss_curve": png((out / "loss.png").read_bytes(), "loss"),
+            "loss_curve": png(loss_file(paths).read_bytes(), "loss"),
             "path": dg.MetadataValue.path(str(paths.streetclip_model)),
         }
     )
@@ -60,7 +61,7 @@ def geocell_model(context: dg.AssetExecutionContext, roost: RoostResource) -> dg
             "processes": m["processes"],
             "resumed_at_step": m["resumed_at_step"],
             "seconds": round(m["seconds"], 1),
-            "curves": png((paths.asset_dir("geocell_model") / "curves.png").read_bytes(), "training curves"),
+            "curves": png(curves_file(paths).read_bytes(), "training curves"),
             "path": dg.MetadataValue.path(str(paths.geocell_model)),
         }
     )

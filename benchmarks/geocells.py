@@ -24,9 +24,10 @@ import numpy as np  # noqa: E402
 from ml.config import load_config  # noqa: E402
 from ml.data.enrich import EnrichConfig, enrich_locations  # noqa: E402
 from ml.data.sources import RawLocationsConfig, load_raw_locations  # noqa: E402
-from ml.geo.geocells import GeocellsConfig, build_geocells, check_geocells, offshore_cells  # noqa: E402
-from ml.geo.naive import oracle_comparison, oracle_lines  # noqa: E402
+from ml.eval.oracle import oracle_comparison, oracle_lines  # noqa: E402
+from ml.geo.cells import GeocellsConfig, check_geocells, offshore_cells  # noqa: E402
 from ml.geo.reference import ReferenceData  # noqa: E402
+from ml.geo.semantic import build_geocells  # noqa: E402
 from ml.paths import Paths  # noqa: E402
 
 

@@ -17,12 +17,12 @@ from ml.bundle import BundleError  # noqa: E402
 from ml.config import load_config  # noqa: E402
 from ml.data.images import ImageStore  # noqa: E402
 from ml.geo import boundaries, gazetteer  # noqa: E402, F401
-from ml.geo.geocells import load_geocells  # noqa: E402
 from ml.models.geocell import load_geocell_model  # noqa: E402
 from ml.paths import Paths  # noqa: E402
 from ml.predict import Geolocator  # noqa: E402
 from ml.refine.prototypes import PrototypesConfig, build_prototypes, location_embeddings  # noqa: E402
-from ml.store import read_table  # noqa: E402
+from ml.stages.geocells import read_geocells  # noqa: E402
+from ml.stages.location_images import read_images  # noqa: E402
 
 
 def main() -> None:
@@ -36,7 +36,7 @@ def main() -> None:
     geo.name_places(np.array([0.0]), np.array([0.0]))  # the place index is part of loading
     load_seconds = time.perf_counter() - start
 
-    images = read_table(paths.asset_db("location_images"), "images")
+    images = read_images(paths)
     store = ImageStore(paths.shards)
     views = [store.read(k) for k in images["key"].head(256)]
     for v in views[:3]:
@@ -52,7 +52,7 @@ def main() -> None:
     per_s = 256 / (time.perf_counter() - t)
 
     cfg = load_config(PrototypesConfig, paths.params)
-    cells = load_geocells(paths.asset_dir("geocells")).assignments
+    cells = read_geocells(paths).assignments
     model = load_geocell_model(paths.geocell_model)
     ids = cells["id"].astype(str).to_numpy()
     emb = location_embeddings(model, images, list(ids), store, cfg.batch_size)

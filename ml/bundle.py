@@ -28,6 +28,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+import pandas as pd
+import yaml
+
+from ml import __version__
+from ml.geo.cells import GeocellIndex, Geocells
+from ml.refine.prototypes import Prototypes
+
 
 @dataclass(frozen=True)
 class BundleConfig:
@@ -43,7 +50,7 @@ REFERENCE_FILES = (
     "geonames_cities15000.csv",
     "koppen_geiger_classes.csv",
     "SOURCES.md",
-)
+)  # copied from data/reference
 
 
 class BundleError(ValueError):
@@ -58,47 +65,55 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+# The layout: every member's name in the bundle folder (this module is its one home).
+MANIFEST = "manifest.json"
+CARD = "MODEL_CARD.md"
+PARAMS = "params.yaml"
+METRICS = "metrics.json"
+MODEL = "model"
+TOKENIZER = "tokenizer"
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
+CELLS = "geocells.parquet"
+SITES = "geocell_sites.parquet"
+PROTOTYPE_TABLE = "prototypes.parquet"
+REFERENCE = "reference"
+COUNTRIES = "admin0_naturalearth_10m.parquet"
+REGIONS = "admin1_naturalearth_10m.parquet"
+TOWNS = "geonames_cities15000.csv"
+
+
 def write_bundle(
     folder: Path,
     *,
     model_folder: Path,
     tokenizer_folder: Path,
-    geocells_folder: Path,
-    prototypes_folder: Path,
+    cells: Geocells,
+    prototypes: Prototypes,
+    prototype_table: pd.DataFrame,
     reference: Path,
     params: dict,
     metrics: dict,
     card: str,
 ) -> Path:
     """Assemble the bundle in ``folder`` (replaced) and write its manifest last."""
-    import geopandas as gpd
-    import pandas as pd
-    import yaml
-
-    from ml.store import read_table
-
-    from . import __version__
-
     folder = Path(folder)
     if folder.exists():
         shutil.rmtree(folder)
-    (folder / "reference").mkdir(parents=True)
-    shutil.copytree(model_folder, folder / "model")
-    (folder / "tokenizer").mkdir()
-    for name in ("tokenizer.json", "tokenizer_config.json"):
+    (folder / REFERENCE).mkdir(parents=True)
+    shutil.copytree(model_folder, folder / MODEL)
+    (folder / TOKENIZER).mkdir()
+    for name in TOKENIZER_FILES:
         if (tokenizer_folder / name).exists():
-            shutil.copy2(tokenizer_folder / name, folder / "tokenizer" / name)
-    gpd.read_parquet(geocells_folder / "geocells.parquet").to_parquet(folder / "geocells.parquet")
-    sites = read_table(geocells_folder / "geocells.duckdb", "assignments")[["lat", "lon", "cell_id"]]
-    sites.to_parquet(folder / "geocell_sites.parquet", index=False)
-    shutil.copy2(prototypes_folder / "prototypes.safetensors", folder / "prototypes.safetensors")
-    table = read_table(prototypes_folder / "prototypes.duckdb", "prototypes")
-    pd.DataFrame(table).to_parquet(folder / "prototypes.parquet", index=False)
+            shutil.copy2(tokenizer_folder / name, folder / TOKENIZER / name)
+    cells.geodataframe().to_parquet(folder / CELLS)
+    cells.assignments[["lat", "lon", "cell_id"]].to_parquet(folder / SITES, index=False)
+    prototypes.save(folder)
+    pd.DataFrame(prototype_table).to_parquet(folder / PROTOTYPE_TABLE, index=False)
     for name in REFERENCE_FILES:
-        shutil.copy2(reference / name, folder / "reference" / name)
-    (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    (folder / "metrics.json").write_text(json.dumps(metrics, indent=2))
-    (folder / "MODEL_CARD.md").write_text(card)
+        shutil.copy2(reference / name, folder / REFERENCE / name)
+    (folder / PARAMS).write_text(yaml.safe_dump(params, sort_keys=False))
+    (folder / METRICS).write_text(json.dumps(metrics, indent=2))
+    (folder / CARD).write_text(card)
     files = sorted(p for p in folder.rglob("*") if p.is_file())
     manifest = {
         "schema_version": SCHEMA_VERSION,
@@ -106,14 +121,19 @@ def write_bundle(
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "files": {str(p.relative_to(folder)): sha256(p) for p in files},
     }
-    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2))
     return folder
+
+
+def read_manifest(folder: Path) -> dict:
+    """The manifest as written, unchecked (``verify_bundle`` checks it)."""
+    return json.loads((Path(folder) / MANIFEST).read_text())
 
 
 def verify_bundle(folder: Path) -> dict:
     """The manifest, after checking the schema version and every file's checksum."""
     folder = Path(folder)
-    manifest_path = folder / "manifest.json"
+    manifest_path = folder / MANIFEST
     if not folder.is_dir():
         raise BundleError(f"{folder}: no such bundle folder (materialize model_bundle, or pass --bundle DIR)")
     if not manifest_path.exists():
@@ -135,3 +155,55 @@ def verify_bundle(folder: Path) -> dict:
         if sha256(path) != digest:
             raise BundleError(f"{folder}: {name} does not match its checksum; the bundle was modified or corrupted")
     return manifest
+
+
+class Bundle:
+    """A verified bundle's members, read as inference needs them."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        self.manifest = verify_bundle(self.folder)
+
+    @property
+    def params(self) -> Path:
+        """The resolved params of the stages that made the model (read with ``ml.config.load_config``)."""
+        return self.folder / PARAMS
+
+    @property
+    def model(self) -> Path:
+        return self.folder / MODEL
+
+    def cells(self, columns: list[str] | None = None) -> pd.DataFrame:
+        """The cells table, by cell id (no polygons unless asked for)."""
+        return pd.read_parquet(self.folder / CELLS, columns=columns).sort_values("cell_id").reset_index(drop=True)
+
+    def sites(self) -> pd.DataFrame:
+        """The training locations (lat, lon) and their cells."""
+        return pd.read_parquet(self.folder / SITES)
+
+    def prototypes(self) -> Prototypes:
+        return Prototypes.load(self.folder)
+
+    def cell_index(self) -> GeocellIndex:
+        import geopandas as gpd  # geopandas' import is slow; only the lookup pays it
+
+        sites = self.sites()
+        cells = gpd.read_parquet(self.folder / CELLS).sort_values("cell_id")
+        return GeocellIndex(cells.geometry.to_numpy(), sites["lat"], sites["lon"], sites["cell_id"])
+
+    def reference(self, name: str) -> Path:
+        """A reference file copied into the bundle (``REFERENCE_FILES``)."""
+        return self.folder / REFERENCE / name
+
+    def countries(self):
+        import geopandas as gpd  # as above
+
+        return gpd.read_parquet(self.reference(COUNTRIES))
+
+    def regions(self):
+        import geopandas as gpd  # as above
+
+        return gpd.read_parquet(self.reference(REGIONS))
+
+    def towns(self) -> pd.DataFrame:
+        return pd.read_csv(self.reference(TOWNS), keep_default_na=False)

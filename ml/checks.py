@@ -10,6 +10,8 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
+from ml.bundle import BundleError, verify_bundle
+
 Result = tuple[bool, dict]
 
 
@@ -26,8 +28,13 @@ class ChecksConfig:
 def rows_reconcile(accepted: int, rejected: int, inputs: int, what: str) -> Result:
     """accepted + rejected == inputs: nothing dropped silently."""
     ok = accepted + rejected == inputs
-    return ok, {"accepted": accepted, "rejected": rejected, "inputs": inputs, "what": what,
-                "missing": inputs - accepted - rejected}  # fmt: skip
+    return ok, {
+        "accepted": accepted,
+        "rejected": rejected,
+        "inputs": inputs,
+        "what": what,
+        "missing": inputs - accepted - rejected,
+    }
 
 
 def raw_rows_reconcile(locations: pd.DataFrame, rejected: pd.DataFrame, n_input: int, per_photo: bool) -> Result:
@@ -42,14 +49,21 @@ def raw_rows_reconcile(locations: pd.DataFrame, rejected: pd.DataFrame, n_input:
     return rows_reconcile(accepted, len(rejected), n_input, "photos" if per_photo else "input rows")
 
 
-def views_reconcile(images: pd.DataFrame, rejected: pd.DataFrame, lost: pd.DataFrame, locations: pd.DataFrame,
-                    views_expected: int) -> Result:  # fmt: skip
+def views_reconcile(
+    images: pd.DataFrame, rejected: pd.DataFrame, lost: pd.DataFrame, locations: pd.DataFrame, views_expected: int
+) -> Result:
     """Views expected = stored + rejected; every location has a view or is in rejected_locations."""
     with_views = set(images["location_id"].astype(str))
     without = set(lost["location_id"].astype(str))
     ids = set(locations["id"].astype(str))
-    details = {"views_expected": views_expected, "stored": len(images), "rejected": len(rejected),
-               "locations": len(ids), "with_views": len(with_views), "without_views": len(without)}  # fmt: skip
+    details = {
+        "views_expected": views_expected,
+        "stored": len(images),
+        "rejected": len(rejected),
+        "locations": len(ids),
+        "with_views": len(with_views),
+        "without_views": len(without),
+    }
     ok = len(images) + len(rejected) == views_expected and with_views | without == ids and not (with_views & without)
     return ok, details
 
@@ -57,8 +71,12 @@ def views_reconcile(images: pd.DataFrame, rejected: pd.DataFrame, lost: pd.DataF
 def captions_cover_views(captions: pd.DataFrame, images: pd.DataFrame) -> Result:
     views = set(zip(images["location_id"].astype(str), images["view"].astype(int)))
     captioned = set(zip(captions["location_id"].astype(str), captions["view"].astype(int)))
-    details = {"views": len(views), "captioned": len(captioned), "without_caption": len(views - captioned),
-               "unknown": len(captioned - views)}  # fmt: skip
+    details = {
+        "views": len(views),
+        "captioned": len(captioned),
+        "without_caption": len(views - captioned),
+        "unknown": len(captioned - views),
+    }
     return views == captioned, details
 
 
@@ -121,8 +139,6 @@ def beats_baselines(model: dict, baselines: dict[str, dict]) -> Result:
 
 
 def bundle_verifies(folder: Path) -> Result:
-    from ml.bundle import BundleError, verify_bundle
-
     try:
         manifest = verify_bundle(folder)
     except BundleError as e:

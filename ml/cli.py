@@ -1,4 +1,7 @@
-"""The ``roost`` command."""
+"""The ``roost`` command.
+
+Each command imports what it needs inside its function (marked ``# lazy``): ``roost params``
+should not wait seconds for torch, transformers and geopandas to load."""
 
 from __future__ import annotations
 
@@ -23,17 +26,18 @@ def _params(args: argparse.Namespace) -> int:
 
 def _render(args: argparse.Namespace) -> int:
     """Render the terrain views of places, one row per place, into a PNG."""
-    from pathlib import Path
+    from pathlib import Path  # lazy (module docstring)
 
     from ml.config import load_config
     from ml.data.images import contact_sheet
     from ml.data.terrain import TerrainRenderer, view_seed
     from ml.data.views import ImagesConfig
     from ml.geo.reference import ReferenceData
+    from ml.paths import Paths
 
     cfg = load_config(ImagesConfig, args.params)
-    root = Path(args.params).resolve().parent
-    renderer = TerrainRenderer(ReferenceData(root / "data" / "reference"), cfg.terrain, cfg.image_size)
+    reference = Paths(Path(args.params).resolve().parent).reference
+    renderer = TerrainRenderer(ReferenceData(reference), cfg.terrain, cfg.image_size)
     views = []
     for place in args.places:
         lat, lon = (float(x) for x in place.split(","))
@@ -48,10 +52,12 @@ def _render(args: argparse.Namespace) -> int:
 
 def _predict(args: argparse.Namespace) -> int:
     """Geolocate images with a bundle; exit 1 when any input failed, 2 when nothing could run."""
-    import json
+    import json  # lazy (module docstring)
     from pathlib import Path
 
     from ml.bundle import BundleError
+    from ml.data.images import load_image
+    from ml.models.backbone import preprocess
     from ml.predict import Geolocator, collect_items, explain, explain_png, map_png, to_geojson, to_rows
 
     try:
@@ -84,75 +90,57 @@ def _predict(args: argparse.Namespace) -> int:
     else:
         print(text)
     if args.map:
-        import geopandas as gpd
-
-        countries = gpd.read_parquet(Path(args.bundle) / "reference" / "admin0_naturalearth_10m.parquet")
-        Path(args.map).write_bytes(map_png(results, countries))
+        Path(args.map).write_bytes(map_png(results, geo.bundle.countries()))
     if args.explain:
-        from ml.data.images import load_image
-
         first = next((it for it, r in zip(items, results) if "error" not in r), None)
         if first is not None:
-            image = load_image(first.paths[0], 89_478_485)
+            image = load_image(first.paths[0], geo.max_pixels)
             heat = explain(geo.model, geo.spec, image)
-            from ml.models.backbone import preprocess
-
             shown = preprocess([image], geo.spec)[0].permute(1, 2, 0).numpy() * geo.spec.image_std + geo.spec.image_mean
             Path(args.explain).write_bytes(explain_png((shown.clip(0, 1) * 255).astype("uint8"), heat, first.name))
     return 1 if any("error" in r for r in results) else 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    """PIGEON's metrics for a bundle on a manifest of located images, outside the pipeline."""
-    import json
+    """PIGEON's metrics for a bundle on a manifest of located images, outside the pipeline: the
+    benchmark_report stage's functions, its settings from the bundle (or ``--params``) with the
+    flags over them."""
+    from dataclasses import replace  # lazy (module docstring)
     from pathlib import Path
 
-    import geopandas as gpd
     import pandas as pd
 
     from ml.bundle import BundleError
+    from ml.config import load_config
     from ml.eval.evaluate import ReportConfig, SwappedColumnsError, evaluate_manifest
-    from ml.eval.report import markdown_table, metric_table, metrics_json, write_report
+    from ml.eval.report import markdown_table, metric_table
     from ml.predict import Geolocator
+    from ml.stages.benchmark_report import write_reports, zero_shot_models
 
     try:
         geo = Geolocator(args.bundle, device=args.device)
     except BundleError as e:
         print(f"roost: error: {e}", file=sys.stderr)
         return 2
-    bundle = Path(args.bundle)
-    sites = pd.read_parquet(bundle / "geocell_sites.parquet")  # the training locations, for the baselines
-    lookup = geo.cell_lookup()
-    cfg = ReportConfig(
-        sets=[],
-        bootstrap=args.bootstrap,
-        seed=0,
-        batch_size=args.batch_size,
-        max_locations=0,
-        zero_shot=args.zero_shot,
-        zero_shot_top_countries=args.top_countries,
+    cfg = load_config(ReportConfig, args.params or geo.bundle.params)
+    flags = {"bootstrap": args.bootstrap, "batch_size": args.batch_size, "zero_shot_top_countries": args.top_countries}
+    flags = {k: v for k, v in flags.items() if v is not None}
+    cfg = replace(cfg, sets=[], max_locations=0, zero_shot=args.zero_shot, **flags)
+    sites = geo.bundle.sites()  # the training locations: the baselines' and the zero-shot regions'
+    named = pd.concat([sites, geo.name_places(sites["lat"].to_numpy(), sites["lon"].to_numpy())], axis=1)
+    zero_shots = zero_shot_models(
+        cfg.zero_shot, named, geo.bundle.model, Path, cfg.zero_shot_top_countries, args.device
     )
     name = args.name or Path(args.manifest).stem
-    zero_shots = {}
-    if args.zero_shot:
-        from ml.eval.zeroshot import ZeroShot, load_clip
-
-        named = pd.concat([sites, geo.name_places(sites["lat"].to_numpy(), sites["lon"].to_numpy())], axis=1)
-        for model_name in args.zero_shot:
-            model, tokenizer, spec = load_clip(model_name, bundle / "model")
-            zero_shots[model_name] = ZeroShot(model, tokenizer, spec, named, args.top_countries, args.device)
     try:
-        result = evaluate_manifest(
-            geo, name, Path(args.manifest), args.swap_lat_lon, sites, lookup, cfg, zero_shots=zero_shots
-        )
+        manifest, lookup = Path(args.manifest), geo.cell_lookup()
+        result = evaluate_manifest(geo, name, manifest, args.swap_lat_lon, sites, lookup, cfg, zero_shots)
     except (SwappedColumnsError, ValueError) as e:
         print(f"roost: error: {e}", file=sys.stderr)
         return 2
-    countries = gpd.read_parquet(bundle / "reference" / "admin0_naturalearth_10m.parquet")
-    files = write_report(result, Path(args.out), geo.image_domain, countries)
-    (Path(args.out) / f"{name}_metrics.json").write_text(json.dumps(metrics_json([result]), indent=2))
+    files = write_reports([result], Path(args.out), geo, reports="")
     print(markdown_table(metric_table(result)))
-    print(f"\nreport: {files['html']} ({result.failed} images could not be read)")
+    print(f"\nreport: {files[name]} ({result.failed} images could not be read)")
     return 0
 
 
@@ -202,8 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="the set's name in the report (default: the manifest's file name)")
     p.add_argument("--out", default="evaluation", help="folder for the report")
     p.add_argument("--swap-lat-lon", action="store_true", help="the manifest's lat and lon headers are swapped")
-    p.add_argument("--bootstrap", type=int, default=1000)
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--params", help="params.yaml for the benchmark_report settings (default: the bundle's)")
+    p.add_argument("--bootstrap", type=int, help="bootstrap resamples (default: the params')")
+    p.add_argument("--batch-size", type=int, help="images per batch (default: the params')")
     p.add_argument(
         "--zero-shot",
         action="append",
@@ -211,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="CLIP",
         help="also score this CLIP model by zero-shot prompts (a local folder or a hub id; repeatable)",
     )
-    p.add_argument("--top-countries", type=int, default=3, help="zero-shot: regions within this many countries")
+    p.add_argument("--top-countries", type=int, help="zero-shot: regions within this many countries (default: params')")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=_evaluate)
     return parser

@@ -10,6 +10,11 @@ def model_card(params: dict, metrics: dict, image_domain: str, n_train: int) -> 
     images = params["location_images"]
     source = "the MP-16 gallery sample shipped with Roost" if raw["source"] == "default" else f"`{raw['path']}`"
     val = metrics.get("val", {})
+    g = params["geocells"]
+    if g["builder"] == "naive":
+        cells = f"naive (border-blind boxes of equal training-point count, {metrics.get('cells', '?')} of them)"
+    else:
+        cells = f"semantic, min {g['min_cell_size']} / max {g['max_cell_size']} training locations per cell"
     return f"""# Roost geolocation model
 
 **Image domain: {image_domain}.** The model was trained on {image_domain} only; on other images
@@ -21,8 +26,7 @@ def model_card(params: dict, metrics: dict, image_domain: str, n_train: int) -> 
 - Backbone: `{params["streetclip"]["backbone"]}` ({params["streetclip"]["weights"]} weights),
   contrastively pretrained on synthetic captions (`streetclip`), then a geocell classifier with
   haversine label smoothing (tau {params["geocell_model"]["tau_km"]} km) and multi-task heads.
-- Geocells: semantic, min {params["geocells"]["min_cell_size"]} / max {params["geocells"]["max_cell_size"]}
-  training locations per cell; refinement with prototypes (top {params["refine"]["top_k"]} cells).
+- Geocells: {cells}; refinement with prototypes (top {params["refine"]["top_k"]} cells).
 - Validation (geocell classifier): {json.dumps({k: round(v, 4) for k, v in val.items()})}
 
 ## Data and licences

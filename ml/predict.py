@@ -21,16 +21,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-import yaml
 
-from ml.bundle import verify_bundle
+from ml.bundle import Bundle, BundleConfig
+from ml.config import load_config
 from ml.data.captions import KOPPEN_NAMES, MONTHS
-from ml.data.images import MAX_PIXELS, ImageRejected, load_image
+from ml.data.images import ImageRejected, load_image
+from ml.data.sources import IMAGE_COLUMNS, image_paths
+from ml.data.views import ImagesConfig
+from ml.geo.boundaries import AdminIndex, locate
+from ml.geo.gazetteer import Gazetteer
 from ml.geo.haversine import haversine_km
+from ml.geo.maps import figure_png, finish_png, world_axes
 from ml.geo.reference import LANDCOVER_NAMES
 from ml.models.backbone import BackboneSpec, location_embedding, pick_device, preprocess
 from ml.models.geocell import load_geocell_model
-from ml.refine.prototypes import Prototypes
 from ml.refine.refine import RefineConfig, refine_guess
 
 log = logging.getLogger(__name__)
@@ -49,54 +53,34 @@ class Geolocator:
     def __init__(self, bundle: Path | str, device: str = "auto", threads: int = 0, top_k: int = 5):
         if threads:
             torch.set_num_threads(threads)
-        self.folder = Path(bundle)
-        self.manifest = verify_bundle(self.folder)
-        self.params = yaml.safe_load((self.folder / "params.yaml").read_text())
-        self.image_domain = self.params.get("model_bundle", {}).get("image_domain", "unknown")
+        self.bundle = Bundle(Path(bundle))
+        self.folder, self.manifest = self.bundle.folder, self.bundle.manifest
+        self.image_domain = load_config(BundleConfig, self.bundle.params).image_domain
+        self.refine = load_config(RefineConfig, self.bundle.params)
+        self.max_pixels = load_config(ImagesConfig, self.bundle.params).max_pixels  # the decompression-bomb limit
         self.device = pick_device(device)
-        self.model = load_geocell_model(self.folder / "model").to(self.device)
+        self.model = load_geocell_model(self.bundle.model).to(self.device)
         self.spec = BackboneSpec(**self.model.spec.backbone)
-        columns = ["cell_id", "centroid_lat", "centroid_lon", "country", "admin1"]
-        self.cells = pd.read_parquet(self.folder / "geocells.parquet", columns=columns)
-        self.cells = self.cells.sort_values("cell_id").reset_index(drop=True)
+        self.cells = self.bundle.cells(["cell_id", "centroid_lat", "centroid_lon", "country", "admin1"])
         self.centroids = self.cells[["centroid_lat", "centroid_lon"]].to_numpy(np.float64)
-        self.prototypes = Prototypes.load(self.folder)
-        refine = self.params["refine"]
-        self.refine = RefineConfig(**refine)
+        self.prototypes = self.bundle.prototypes()
         self.top_k = top_k
         self._places = None
 
     def cell_lookup(self):
         """(lat, lon) -> cell id with the bundle's geocells (polygons, else nearest training point)."""
-        import geopandas as gpd
-
-        from ml.geo.geocells import GeocellIndex
-
-        sites = pd.read_parquet(self.folder / "geocell_sites.parquet")
-        cells = gpd.read_parquet(self.folder / "geocells.parquet").sort_values("cell_id")
-        return GeocellIndex(cells.geometry.to_numpy(), sites["lat"], sites["lon"], sites["cell_id"]).lookup
+        return self.bundle.cell_index().lookup
 
     # -- naming places ---------------------------------------------------------------------
     def _namer(self):
         if self._places is None:
-            import geopandas as gpd
-
-            from ml.geo.boundaries import AdminIndex
-            from ml.geo.gazetteer import Gazetteer
-
-            ref = self.folder / "reference"
             self._places = (
-                AdminIndex.build(
-                    gpd.read_parquet(ref / "admin0_naturalearth_10m.parquet"),
-                    gpd.read_parquet(ref / "admin1_naturalearth_10m.parquet"),
-                ),
-                Gazetteer(pd.read_csv(ref / "geonames_cities15000.csv", keep_default_na=False)),
+                AdminIndex.build(self.bundle.countries(), self.bundle.regions()),
+                Gazetteer(self.bundle.towns()),
             )
         return self._places
 
     def name_places(self, lat: np.ndarray, lon: np.ndarray) -> pd.DataFrame:
-        from ml.geo.boundaries import locate
-
         admin, gazetteer = self._namer()
         places = locate(lat, lon, admin, cap_km=50.0)
         return pd.concat([places, gazetteer.nearest(lat, lon)], axis=1)
@@ -194,7 +178,7 @@ class Geolocator:
             images, errors = [], []
             for p in item.paths:
                 try:
-                    images.append(load_image(p, MAX_PIXELS))
+                    images.append(load_image(p, self.max_pixels))
                 except ImageRejected as e:
                     errors.append(f"{p}: {e}")
             if errors:
@@ -236,19 +220,13 @@ def collect_items(paths: list[str], group_views: bool) -> list[Item]:
 
 
 def _manifest_items(path: Path, group_views: bool) -> list[Item]:
-    table = (
-        pd.read_parquet(path)
-        if path.suffix.lower() == ".parquet"
-        else pd.read_csv(path, dtype=str, keep_default_na=False)
-    )
-    col = "image_path" if "image_path" in table.columns else "image_paths" if "image_paths" in table.columns else None
-    if col is None:
+    parquet = path.suffix.lower() == ".parquet"
+    table = pd.read_parquet(path) if parquet else pd.read_csv(path, dtype=str, keep_default_na=False)
+    if not set(IMAGE_COLUMNS) & set(table.columns):
         raise ValueError(f"{path}: a manifest needs an image_path (or image_paths) column")
     items: dict[str, Item] = {}
-    for k, row in table.reset_index(drop=True).iterrows():
-        files = [path.parent / s.strip() if not Path(s.strip()).is_absolute() else Path(s.strip())
-                 for s in str(row[col]).split(";") if s.strip()]  # fmt: skip
-        key = str(row["id"]) if group_views and "id" in table.columns else f"{path}:{k + 1}"
+    for k, files in enumerate(image_paths(table, path.parent)):
+        key = str(table["id"].iloc[k]) if group_views and "id" in table.columns else f"{path}:{k + 1}"
         if key in items:
             items[key].paths += files
         else:
@@ -262,8 +240,9 @@ def to_geojson(results: list[dict]) -> dict:
         if "error" in r:
             continue
         props = {k: v for k, v in r.items() if k not in ("lat", "lon")}
-        features.append({"type": "Feature", "geometry": {"type": "Point", "coordinates": [r["lon"], r["lat"]]},
-                         "properties": props})  # fmt: skip
+        features.append(
+            {"type": "Feature", "geometry": {"type": "Point", "coordinates": [r["lon"], r["lat"]]}, "properties": props}
+        )
     return {"type": "FeatureCollection", "features": features}
 
 
@@ -332,22 +311,24 @@ def explain_png(image: np.ndarray, heat: np.ndarray, title: str = "") -> bytes:
         ax.set_yticks([])
     axes[0].set_title("input", fontsize=8)
     axes[1].set_title(title or "attention rollout", fontsize=8)
-    from ml.geo.maps import figure_png
-
     return figure_png(fig)
 
 
 def map_png(results: list[dict], countries=None) -> bytes:
     """The guesses (stars) and their top cells (dots sized by probability) on a world map."""
-    from ml.geo.maps import finish_png, world_axes
-
     fig, ax = world_axes(countries)
     for r in results:
         if "error" in r:
             continue
         cells = r["top_cells"]
-        ax.scatter([c["lon"] for c in cells], [c["lat"] for c in cells], s=[5 + 200 * c["probability"] for c in cells],
-                   alpha=0.4, c="#1f77b4", linewidths=0)  # fmt: skip
+        ax.scatter(
+            [c["lon"] for c in cells],
+            [c["lat"] for c in cells],
+            s=[5 + 200 * c["probability"] for c in cells],
+            alpha=0.4,
+            c="#1f77b4",
+            linewidths=0,
+        )
         ax.scatter([r["lon"]], [r["lat"]], marker="*", s=80, c="#d62728")
         ax.annotate(Path(r["input"]).name, (r["lon"], r["lat"]), fontsize=6, xytext=(3, 3), textcoords="offset points")
     return finish_png(fig, ax)

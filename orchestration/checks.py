@@ -1,13 +1,16 @@
 """Asset checks, blocking where a bad artifact must not flow on (a failed blocking check stops
 the downstream assets of the same run). The logic lives in ``ml.checks``."""
 
-import json
-
 import dagster as dg
 
+from assets.resources import RoostResource
 from ml import checks
-from ml.store import read_table
-from orchestration.resources import RoostResource
+from ml.stages.captions import read_captions
+from ml.stages.enriched_locations import read_locations
+from ml.stages.geocell_model import metrics_of
+from ml.stages.geocells import read_geocells
+from ml.stages.location_images import read_images
+from ml.stages.raw_locations import read_raw_locations
 
 
 def _result(outcome: tuple[bool, dict], severity: str = "error") -> dg.AssetCheckResult:
@@ -24,8 +27,8 @@ def _last_metadata(context, asset: str, key: str):
 
 @dg.asset_check(asset="raw_locations", blocking=True, description="accepted + rejected = input rows (or photos)")
 def raw_locations_reconcile(context: dg.AssetCheckExecutionContext, roost: RoostResource) -> dg.AssetCheckResult:
-    db = roost.paths().asset_db("raw_locations")
-    locations, rejected = read_table(db, "locations"), read_table(db, "rejected")
+    paths = roost.paths()
+    locations, rejected = read_raw_locations(paths), read_raw_locations(paths, "rejected")
     per_photo = _last_metadata(context, "raw_locations", "photos") is not None
     n_input = _last_metadata(context, "raw_locations", "photos" if per_photo else "input_rows")
     n_input = len(locations) + len(rejected) if n_input is None else int(n_input)
@@ -35,37 +38,31 @@ def raw_locations_reconcile(context: dg.AssetCheckExecutionContext, roost: Roost
 @dg.asset_check(asset="enriched_locations", blocking=True, description="enriched + rejected = raw locations")
 def enriched_locations_reconcile(roost: RoostResource) -> dg.AssetCheckResult:
     paths = roost.paths()
-    raw = read_table(paths.asset_db("raw_locations"), "locations")
-    db = paths.asset_db("enriched_locations")
-    return _result(checks.rows_reconcile(len(read_table(db, "locations")), len(read_table(db, "rejected")), len(raw),
-                                         "raw locations"))  # fmt: skip
+    enriched, rejected = len(read_locations(paths)), len(read_locations(paths, table="rejected"))
+    return _result(checks.rows_reconcile(enriched, rejected, len(read_raw_locations(paths)), "raw locations"))
 
 
 @dg.asset_check(asset="location_images", blocking=True, description="views stored + rejected = expected")
 def location_images_reconcile(context: dg.AssetCheckExecutionContext, roost: RoostResource) -> dg.AssetCheckResult:
     paths = roost.paths()
-    db = paths.asset_db("location_images")
-    images, rejected = read_table(db, "images"), read_table(db, "rejected")
+    images, rejected = read_images(paths), read_images(paths, "rejected")
     expected = _last_metadata(context, "location_images", "views_expected")
     expected = len(images) + len(rejected) if expected is None else int(expected)
-    locations = read_table(paths.asset_db("enriched_locations"), "locations")
-    return _result(checks.views_reconcile(images, rejected, read_table(db, "rejected_locations"), locations, expected))
+    without = read_images(paths, "rejected_locations")
+    return _result(checks.views_reconcile(images, rejected, without, read_locations(paths), expected))
 
 
 @dg.asset_check(asset="captions", blocking=True, description="every stored view has its captions")
 def captions_cover_views(roost: RoostResource) -> dg.AssetCheckResult:
     paths = roost.paths()
-    return _result(checks.captions_cover_views(read_table(paths.asset_db("captions"), "captions"),
-                                               read_table(paths.asset_db("location_images"), "images")))  # fmt: skip
+    return _result(checks.captions_cover_views(read_captions(paths), read_images(paths)))
 
 
 @dg.asset_check(asset="geocells", blocking=True, description="every training point in exactly one geocell")
 def geocells_one_cell_per_point(roost: RoostResource) -> dg.AssetCheckResult:
     paths = roost.paths()
-    db = paths.asset_db("geocells")
-    train = read_table(paths.asset_db("enriched_locations"), "locations", "WHERE split = 'train'")
-    cells = read_table(db, "cells")
-    return _result(checks.one_cell_per_training_point(read_table(db, "assignments"), train["id"], len(cells)))
+    cells, train = read_geocells(paths), read_locations(paths, "train")
+    return _result(checks.one_cell_per_training_point(cells.assignments, train["id"], len(cells.cells)))
 
 
 @dg.asset_check(asset="streetclip", blocking=True, description="no NaN or inf in the weights")
@@ -85,7 +82,7 @@ def geocell_model_finite(roost: RoostResource) -> dg.AssetCheckResult:
     "country's medoid) on val at 750 and 2500 km, median error and GeoGuessr score",
 )
 def geocell_model_beats_medoid(roost: RoostResource) -> dg.AssetCheckResult:
-    metrics = json.loads((roost.paths().asset_dir("geocell_model") / "metrics.json").read_text())
+    metrics = metrics_of(roost.paths())
     severity = roost.config(checks.ChecksConfig).baseline_severity  # params: checks
     found = {
         "train_medoid": metrics.get("val_train_medoid", {}),

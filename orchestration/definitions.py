@@ -6,19 +6,19 @@ import dagster as dg
 
 from assets.bundle import model_bundle, prototypes
 from assets.captions import captions
+from assets.deployment import executor
 from assets.geocells import geocells
 from assets.images import location_images
 from assets.locations import enriched_locations, raw_locations
 from assets.models import geocell_model, streetclip
 from assets.report import benchmark_report
+from assets.resources import RoostResource
 from ml.config import load_config
 from ml.landing import AutomationConfig
 from ml.paths import Paths
 from orchestration.automation import landing_sensor, retrain_schedule, run_failure_summary
 from orchestration.checks import CHECKS
-from orchestration.deployment import executor
 from orchestration.params import check_once
-from orchestration.resources import RoostResource
 
 ASSETS = [
     raw_locations,

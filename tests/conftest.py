@@ -57,8 +57,8 @@ class ChainResult:
 def materialize_chain(root: Path) -> ChainResult:
     import dagster as dg
 
+    from assets.resources import RoostResource
     from orchestration.definitions import ASSETS
-    from orchestration.resources import RoostResource
 
     result = dg.materialize(ASSETS, resources={"roost": RoostResource(root=str(root))})
     assert result.success

@@ -5,11 +5,11 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from assets.resources import RoostResource
 from ml.data.images import ImageStore
 from ml.paths import Paths
 from ml.store import read_table
 from orchestration.definitions import ASSETS
-from orchestration.resources import RoostResource
 from tests.conftest import make_root
 
 

@@ -99,15 +99,47 @@ def rows():
     base = {"split": "train", "landcover": 13, "landcover_name": "urban and built-up land", "elevation_m": 35.0}
     return pd.DataFrame(
         [
-            base | {"id": "paris", "country_name": "France", "admin1": "Paris", "town": "Paris",
-                    "town_distance_km": 1.0, "koppen": "Cfb", "month": 7, "season": "summer", "driving_side": "right"},
-            base | {"id": "outback", "country_name": "Australia", "admin1": None, "town": "Alice Springs",
-                    "town_distance_km": 300.0, "koppen": "BWh", "month": None, "season": None, "driving_side": "left",
-                    "landcover": 0, "landcover_name": "water", "elevation_m": -3.0},
-            base | {"id": "hawaii", "country_name": "United States of America", "admin1": "Hawaii", "town": "Hilo",
-                    "town_distance_km": 20.0, "koppen": None, "month": 1, "season": "winter", "driving_side": "right"},
+            base
+            | {
+                "id": "paris",
+                "country_name": "France",
+                "admin1": "Paris",
+                "town": "Paris",
+                "town_distance_km": 1.0,
+                "koppen": "Cfb",
+                "month": 7,
+                "season": "summer",
+                "driving_side": "right",
+            },
+            base
+            | {
+                "id": "outback",
+                "country_name": "Australia",
+                "admin1": None,
+                "town": "Alice Springs",
+                "town_distance_km": 300.0,
+                "koppen": "BWh",
+                "month": None,
+                "season": None,
+                "driving_side": "left",
+                "landcover": 0,
+                "landcover_name": "water",
+                "elevation_m": -3.0,
+            },
+            base
+            | {
+                "id": "hawaii",
+                "country_name": "United States of America",
+                "admin1": "Hawaii",
+                "town": "Hilo",
+                "town_distance_km": 20.0,
+                "koppen": None,
+                "month": 1,
+                "season": "winter",
+                "driving_side": "right",
+            },
         ]
-    )  # fmt: skip
+    )
 
 
 def test_every_fact_matches_its_row_and_nothing_unknown_is_stated():

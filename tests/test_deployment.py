@@ -72,8 +72,14 @@ def test_k8s_api_pod_for_streetview(tmp_path):
 
 def test_unknown_deployment_is_refused():
     with pytest.raises(subprocess.CalledProcessError) as e:
-        subprocess.run([sys.executable, "-c", "import orchestration.definitions"], cwd=REPO, check=True,
-                       env={**os.environ, "ROOST_DEPLOYMENT": "mars"}, capture_output=True, text=True)  # fmt: skip
+        subprocess.run(
+            [sys.executable, "-c", "import orchestration.definitions"],
+            cwd=REPO,
+            check=True,
+            env={**os.environ, "ROOST_DEPLOYMENT": "mars"},
+            capture_output=True,
+            text=True,
+        )
     assert "ROOST_DEPLOYMENT='mars'" in e.value.stderr
 
 
@@ -81,8 +87,8 @@ def test_executor_config_builds():
     from dagster._config import process_config
     from dagster_k8s import k8s_job_executor
 
+    from assets.deployment import DeploymentConfig, executor_config
     from ml.config import load_config
-    from orchestration.deployment import DeploymentConfig, executor_config
 
     cfg = load_config(DeploymentConfig, REPO / "params.yaml")
     result = process_config(k8s_job_executor.config_schema.config_type, executor_config(cfg))
@@ -101,8 +107,25 @@ def test_helm_values_parse():
     assert launcher["volumeMounts"][0]["mountPath"] == "/roost" and values["dagsterDaemon"]["enabled"] is True
 
 
-INSTRUCTIONS = {"FROM", "RUN", "CMD", "LABEL", "EXPOSE", "ENV", "ADD", "COPY", "ENTRYPOINT", "VOLUME", "USER",
-                "WORKDIR", "ARG", "ONBUILD", "STOPSIGNAL", "HEALTHCHECK", "SHELL"}  # fmt: skip
+INSTRUCTIONS = {
+    "FROM",
+    "RUN",
+    "CMD",
+    "LABEL",
+    "EXPOSE",
+    "ENV",
+    "ADD",
+    "COPY",
+    "ENTRYPOINT",
+    "VOLUME",
+    "USER",
+    "WORKDIR",
+    "ARG",
+    "ONBUILD",
+    "STOPSIGNAL",
+    "HEALTHCHECK",
+    "SHELL",
+}
 
 
 def test_dockerfile_parses():

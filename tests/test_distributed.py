@@ -17,9 +17,10 @@ import yaml
 from safetensors.torch import load_file
 
 from ml.paths import Paths
+from ml.stages.geocell_model import run_geocell_model
+from ml.stages.launch import launch
+from ml.stages.streetclip import run_streetclip
 from ml.store import list_tables, read_table, write_tables
-from ml.train.distributed import launch
-from ml.train.run import run_geocell_model, run_streetclip
 from tests.conftest import REPO
 
 INPUTS = {
@@ -82,8 +83,21 @@ def test_two_processes_give_one_process_gradients(tmp_path):
     the classifier; gathered negatives for the contrastive loss), equal one process's."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     subprocess.run([sys.executable, "-m", "tests.ddp_grads", str(tmp_path / "one.pt")], cwd=REPO, env=env, check=True)
-    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
-                    "tests.ddp_grads", str(tmp_path / "two.pt")], cwd=REPO, env=env, check=True)  # fmt: skip
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "tests.ddp_grads",
+            str(tmp_path / "two.pt"),
+        ],
+        cwd=REPO,
+        env=env,
+        check=True,
+    )
     one, two = torch.load(tmp_path / "one.pt"), torch.load(tmp_path / "two.pt")
     assert one.keys() == two.keys() and len(one) == 9
     for k in one:
@@ -126,7 +140,7 @@ def test_a_killed_run_resumes_to_the_same_weights(smoke_chain, tmp_path, asset):
     broken = project(tmp_path, smoke, asset, checkpoint_every=1, **KILLABLE[asset])
     state = Paths(broken).cache_dir(asset) / "checkpoint" / "state.json"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-m", "ml.train.launch", asset, str(broken)], cwd=REPO, env=env)
+    proc = subprocess.Popen([sys.executable, "-m", "ml.stages.launch", asset, str(broken)], cwd=REPO, env=env)
     killed_at = None
     try:
         deadline = time.monotonic() + 300

@@ -18,8 +18,18 @@ from tests.conftest import REPO
 
 pytestmark = pytest.mark.xdist_group("dvc")  # one worker runs them all: they share the repo fixture
 DVC = REPO / ".venv-dvc" / "bin" / "dvc"
-STAGES = ["raw_locations", "enriched_locations", "location_images", "captions", "geocells", "streetclip",
-          "geocell_model", "prototypes", "model_bundle", "benchmark_report"]  # fmt: skip
+STAGES = [
+    "raw_locations",
+    "enriched_locations",
+    "location_images",
+    "captions",
+    "geocells",
+    "streetclip",
+    "geocell_model",
+    "prototypes",
+    "model_bundle",
+    "benchmark_report",
+]
 
 
 def sh(cmd: list, cwd: Path, env: dict, timeout: int = 900) -> str:
@@ -42,8 +52,13 @@ def repo(smoke_chain, tmp_path_factory):
     smoke, _ = smoke_chain
     base = tmp_path_factory.mktemp("dvcrepo")
     root = base / "repo"
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=REPO,
-                           capture_output=True, text=True, check=True).stdout.split("\0")  # fmt: skip
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\0")
     for f in filter(None, files):
         src = REPO / f
         if src.is_file():
@@ -57,9 +72,16 @@ def repo(smoke_chain, tmp_path_factory):
     home = base / "dagster_home"
     home.mkdir()
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    env = {**os.environ, "PATH": f"{REPO / '.venv' / 'bin'}:{os.environ['PATH']}", "DAGSTER_HOME": str(home),
-           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t",
-           "ROOST_DVC": str(DVC)}  # fmt: skip
+    env = {
+        **os.environ,
+        "PATH": f"{REPO / '.venv' / 'bin'}:{os.environ['PATH']}",
+        "DAGSTER_HOME": str(home),
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+        "ROOST_DVC": str(DVC),
+    }
     env.pop("ROOST_ROOT", None)
     sh(["git", "init", "-q"], root, env)
     sh([DVC, "remote", "add", "--local", "-f", "-d", "test", str(base / "remote")], root, env)
@@ -72,8 +94,9 @@ def repo(smoke_chain, tmp_path_factory):
 
 def test_ablations_run_as_dvc_experiments(repo):
     root, env = repo
-    out = sh([str(REPO / ".venv" / "bin" / "python"), "-m", "ml.eval.ablations", "--variants", "no_refinement"],
-             root, env)  # fmt: skip
+    out = sh(
+        [str(REPO / ".venv" / "bin" / "python"), "-m", "ml.eval.ablations", "--variants", "no_refinement"], root, env
+    )
     table = (root / "data" / "ablations" / "ablations.md").read_text()
     assert "no_refinement" in table and "| holdout | median_km |" in table
     found = json.loads((root / "data" / "ablations" / "ablations.json").read_text())["variants"]

@@ -11,13 +11,13 @@ import pytest
 from PIL import Image
 from PIL.TiffImagePlugin import IFDRational as R
 
+from assets.resources import RoostResource
 from ml.data.exif import read_photo_gps
 from ml.data.images import HEIF
 from ml.data.sources import RawLocationsConfig, load_raw_locations
 from ml.paths import Paths
 from ml.store import read_table
 from orchestration.definitions import ASSETS
-from orchestration.resources import RoostResource
 from tests.conftest import REPO, make_root
 
 SAMPLES = REPO.parent / "shared" / "testdata" / "exif"
@@ -34,8 +34,19 @@ def dms(value: float) -> tuple:
     return (R(d, 1), R(m, 1), R(s, 1000))
 
 
-def photo(path: Path, lat=None, lon=None, *, lat_ref=None, lon_ref=None, lat_dms=None, taken=None, direction=None,
-          size=(64, 48), colour=(90, 140, 60)):  # fmt: skip
+def photo(
+    path: Path,
+    lat=None,
+    lon=None,
+    *,
+    lat_ref=None,
+    lon_ref=None,
+    lat_dms=None,
+    taken=None,
+    direction=None,
+    size=(64, 48),
+    colour=(90, 140, 60),
+):
     """A JPEG/PNG/HEIC with the GPS tags given (None: tag absent)."""
     exif = Image.Exif()
     gps = exif.get_ifd(0x8825)
@@ -64,14 +75,19 @@ def test_real_camera_files():
         pytest.fail(f"{SAMPLES} missing: the tests need ../shared beside the repository")
     result = load_raw_locations(cfg(SAMPLES), SAMPLES, REPO)
     got = result.locations.set_index("id")
-    expected = {"DSCN0010.jpg": (43.4674, 11.8851), "DSCN0042.jpg": (43.4645, 11.8815),
-                "Kodak_CX7530.jpg": (-0.3713, 36.0564)}  # fmt: skip
+    expected = {
+        "DSCN0010.jpg": (43.4674, 11.8851),
+        "DSCN0042.jpg": (43.4645, 11.8815),
+        "Kodak_CX7530.jpg": (-0.3713, 36.0564),
+    }
     assert set(got.index) == set(expected)
     for name, (lat, lon) in expected.items():
         assert got.loc[name, "lat"] == pytest.approx(lat, abs=1e-4)
         assert got.loc[name, "lon"] == pytest.approx(lon, abs=1e-4)
-    reasons = {json.loads(r)["photo"].rsplit("/", 1)[-1]: why for r, why in zip(result.rejected["row_json"],
-                                                                              result.rejected["reason"])}  # fmt: skip
+    reasons = {
+        json.loads(r)["photo"].rsplit("/", 1)[-1]: why
+        for r, why in zip(result.rejected["row_json"], result.rejected["reason"])
+    }
     assert reasons == {
         "Canon_40D.jpg": "GPS block without coordinates",
         "landscape_6.jpg": "EXIF without a GPS block",
@@ -136,8 +152,18 @@ def test_read_photo_gps_west_and_south(tmp_path):
     assert (g.lat, g.lon) == pytest.approx((-22.9519, -43.2105), abs=1e-4)
 
 
-PLACES = [(48.85, 2.35), (52.52, 13.40), (40.42, -3.70), (41.90, 12.50), (-33.87, 151.21), (35.68, 139.69),
-          (-23.55, -46.63), (40.71, -74.01), (19.43, -99.13), (-1.29, 36.82)]  # fmt: skip
+PLACES = [
+    (48.85, 2.35),
+    (52.52, 13.40),
+    (40.42, -3.70),
+    (41.90, 12.50),
+    (-33.87, 151.21),
+    (35.68, 139.69),
+    (-23.55, -46.63),
+    (40.71, -74.01),
+    (19.43, -99.13),
+    (-1.29, 36.82),
+]
 
 
 def test_train_on_your_own_photos_end_to_end(tmp_path):
@@ -148,8 +174,14 @@ def test_train_on_your_own_photos_end_to_end(tmp_path):
         colour = tuple(int(c) for c in rng.integers(40, 200, 3))
         for j in range(12):
             jitter = rng.normal(0, 0.3, 2)
-            photo(folder / f"place{k}" / f"IMG_{j:04d}.jpg", lat + jitter[0], lon + jitter[1], colour=colour,
-                  taken=f"2024:0{1 + j % 9}:1{k % 10} 1{j % 10}:00:00", size=(80, 60))  # fmt: skip
+            photo(
+                folder / f"place{k}" / f"IMG_{j:04d}.jpg",
+                lat + jitter[0],
+                lon + jitter[1],
+                colour=colour,
+                taken=f"2024:0{1 + j % 9}:1{k % 10} 1{j % 10}:00:00",
+                size=(80, 60),
+            )
     shutil.copy(SAMPLES / "no_exif.jpg", folder / "no_exif.jpg")
     root = make_root(
         tmp_path / "project",

@@ -8,15 +8,10 @@ import pytest
 import shapely
 
 from ml.geo.boundaries import AdminIndex, locate
-from ml.geo.geocells import (
-    GeocellIndex,
-    GeocellsConfig,
-    OpticsConfig,
-    balance_groups,
-    build_geocells,
-    check_geocells,
-)
+from ml.geo.cells import GeocellIndex, GeocellsConfig, OpticsConfig, check_geocells
+from ml.geo.cellsplit import balance_groups
 from ml.geo.reference import ReferenceData
+from ml.geo.semantic import build_geocells
 from ml.paths import Paths
 from ml.store import read_table
 
@@ -94,10 +89,9 @@ def test_centroid_is_the_spherical_mean(cells):
 
 
 def test_centroid_across_the_antimeridian():
-    from ml.geo.geocells import _centroid
-    from ml.geo.haversine import to_unit_xyz
+    from ml.geo.haversine import to_unit_xyz, unit
 
-    c = _centroid(to_unit_xyz([-17.0, -17.0], [179.0, -179.0]).sum(0))
+    c = unit(to_unit_xyz([-17.0, -17.0], [179.0, -179.0]).sum(0))
     assert abs(abs(np.degrees(np.arctan2(c[1], c[0]))) - 180.0) < 1e-6  # not 0
 
 

@@ -5,9 +5,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml.geo.geocells import check_geocells, oracle_distances
+from ml.eval.oracle import oracle_lines
+from ml.geo.cells import check_geocells, oracle_distances
 from ml.geo.haversine import haversine_km
-from ml.geo.naive import build_naive_geocells, oracle_lines
+from ml.geo.naive import build_naive_geocells
 
 
 def _points(lat, lon, country=None):
@@ -52,8 +53,14 @@ def test_oracle_known_answer():
 
 
 def test_oracle_lines_print_both_builders():
-    row = {"within_1km": 1.0, "within_25km": 2.0, "within_200km": 3.0, "within_750km": 4.0,
-           "within_2500km": 5.0, "median_km": 6.0}  # fmt: skip
+    row = {
+        "within_1km": 1.0,
+        "within_25km": 2.0,
+        "within_200km": 3.0,
+        "within_750km": 4.0,
+        "within_2500km": 5.0,
+        "median_km": 6.0,
+    }
     lines = oracle_lines({"30/60": {"n_cells": 9, "naive_cells": 9, "semantic": row, "naive": row}})
     assert len(lines) == 3 and "semantic" in lines[1] and "naive" in lines[2]
 
@@ -61,8 +68,8 @@ def test_oracle_lines_print_both_builders():
 def test_the_naive_builder_runs_through_the_pipeline(tmp_path):
     import dagster as dg
 
+    from assets.resources import RoostResource
     from orchestration.definitions import ASSETS
-    from orchestration.resources import RoostResource
     from tests.conftest import make_root
 
     root = make_root(tmp_path, overrides={"geocells": {"builder": "naive", "naive_cells": 12}})

@@ -12,12 +12,12 @@ import pandas as pd
 import yaml
 from safetensors.numpy import save_file
 
+from assets.resources import RoostResource
 from ml import checks
 from ml.landing import scan_landing
 from ml.paths import Paths
 from ml.store import read_table
 from orchestration.definitions import ASSETS, CHECKS, defs
-from orchestration.resources import RoostResource
 
 
 def test_rows_reconcile():

@@ -8,15 +8,15 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from assets.resources import RoostResource
 from ml.cli import main
 from ml.data.images import ImageStore
 from ml.eval.evaluate import SwappedColumnsError, read_eval_manifest, set_metrics
-from ml.eval.metrics import distance_summary, geoguessr_score
 from ml.geo.haversine import haversine_km
+from ml.geo.scores import distance_summary, geoguessr_score
 from ml.paths import Paths
 from ml.store import read_table
 from orchestration.definitions import ASSETS
-from orchestration.resources import RoostResource
 
 
 def test_known_distances_and_scores():
@@ -95,8 +95,9 @@ def test_report_smoke_with_holdout_and_a_user_set(smoke_chain, user_set, tmp_pat
     truth = pd.read_csv(user_set).query("id != 'broken'")
     items = [Item(i, [user_set.parent / p]) for i, p in zip(truth["id"], truth["image_path"])]
     guesses = Geolocator(Paths(smoke).bundle).predict_items(items)
-    km = haversine_km(truth["lat"].to_numpy(), truth["lon"].to_numpy(), [g["lat"] for g in guesses],
-                      [g["lon"] for g in guesses])  # fmt: skip
+    km = haversine_km(
+        truth["lat"].to_numpy(), truth["lon"].to_numpy(), [g["lat"] for g in guesses], [g["lon"] for g in guesses]
+    )
     assert metrics["mine"]["median_km"] == pytest.approx(np.median(km), abs=0.01)
     assert metrics["mine"]["within_2500km"] == pytest.approx(100 * np.mean(km <= 2500), abs=0.01)
     for name, v in metrics["holdout"]["intervals"].items():
@@ -136,9 +137,19 @@ def test_dvc_reads_the_metrics_and_plots(smoke_chain, tmp_path):
 def test_roost_evaluate_cli(smoke_chain, user_set, tmp_path, capsys):
     root, _ = smoke_chain
     code = main(
-        ["evaluate", str(user_set), "--bundle", str(Paths(root).bundle), "--out", str(tmp_path), "--bootstrap", "50",
-         "--zero-shot", str(Paths(root).streetclip_model)]
-    )  # fmt: skip
+        [
+            "evaluate",
+            str(user_set),
+            "--bundle",
+            str(Paths(root).bundle),
+            "--out",
+            str(tmp_path),
+            "--bootstrap",
+            "50",
+            "--zero-shot",
+            str(Paths(root).streetclip_model),
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0 and "within_25km" in out and "1 images could not be read" in out
     assert "zero-shot" in (tmp_path / "set.md").read_text()

@@ -21,11 +21,11 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from assets.resources import RoostResource
 from ml.data.streetview import RateLimiter, StreetViewClient, StreetViewError, apply_panoramas
 from ml.paths import Paths
 from ml.store import read_table
 from orchestration.definitions import ASSETS
-from orchestration.resources import RoostResource
 from tests.conftest import REPO, make_root
 
 KEY = "TEST-KEY-d41d8cd98f00b204e9800998ecf8427e"
@@ -135,8 +135,14 @@ COVERAGE = {48.858: pano("P1", 48.8581, 2.2941), 41.9: pano("R1", 41.9003, 12.49
 
 
 def overrides(stub: Stub, cache: Path, **extra) -> dict:
-    sv = {"base_url": stub.url, "requests_per_s": 0, "timeout_s": 5, "max_retries": 3, "backoff_s": 0.01,
-          "cache": str(cache)} | extra  # fmt: skip
+    sv = {
+        "base_url": stub.url,
+        "requests_per_s": 0,
+        "timeout_s": 5,
+        "max_retries": 3,
+        "backoff_s": 0.01,
+        "cache": str(cache),
+    } | extra
     images = yaml_section("location_images")
     return {"location_images": {"source": "streetview", "workers": 1, "streetview": images["streetview"] | sv}}
 
@@ -219,9 +225,18 @@ def test_errors_do_not_leak_the_key(tmp_path):
     from ml.config import from_dict
     from ml.data.streetview import StreetViewConfig
 
-    cfg = from_dict(StreetViewConfig, yaml_section("location_images")["streetview"] | {
-        "base_url": "http://127.0.0.1:9/nothing", "max_retries": 1, "backoff_s": 0, "timeout_s": 1,
-        "requests_per_s": 0}, "test")  # fmt: skip
+    cfg = from_dict(
+        StreetViewConfig,
+        yaml_section("location_images")["streetview"]
+        | {
+            "base_url": "http://127.0.0.1:9/nothing",
+            "max_retries": 1,
+            "backoff_s": 0,
+            "timeout_s": 1,
+            "requests_per_s": 0,
+        },
+        "test",
+    )
     client = StreetViewClient(cfg, KEY, tmp_path, sleep=lambda s: None)
     with pytest.raises(StreetViewError) as e:
         client.metadata(1.0, 2.0)

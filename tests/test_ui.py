@@ -61,8 +61,18 @@ def webserver(tmp_path):
     port = free_port()
     env = {**os.environ, "DAGSTER_HOME": str(home), "ROOST_ROOT": str(root)}
     # `dagster dev`, as `make ui`: the webserver and the daemon that dequeues the UI's runs
-    cmd = ["env", "--default-signal=INT,TERM", str(REPO / ".venv" / "bin" / "dagster"), "dev",
-           "-m", "orchestration.definitions", "-h", "127.0.0.1", "-p", str(port)]  # fmt: skip
+    cmd = [
+        "env",
+        "--default-signal=INT,TERM",
+        str(REPO / ".venv" / "bin" / "dagster"),
+        "dev",
+        "-m",
+        "orchestration.definitions",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(port),
+    ]
     log = open(tmp_path / "webserver.log", "w")
     proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
@@ -110,9 +120,17 @@ def browser():
 
     options = webdriver.ChromeOptions()
     profile = tempfile.mkdtemp(prefix="roost-chromium-")
-    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
-                "--window-size=1800,1100"):  # fmt: skip
+    for arg in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={profile}",
+        "--window-size=1800,1100",
+    ):
         options.add_argument(arg)
     options.binary_location = CHROMIUM
     driver = webdriver.Chrome(options=options, service=Service(DRIVER))

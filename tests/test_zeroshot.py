@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 import torch
 
-from ml.eval.zeroshot import ADMIN1_PROMPT, COUNTRY_PROMPT, ZeroShot, load_clip, spherical_centroid
-from ml.geo.haversine import haversine_km
+from ml.eval.zeroshot import ADMIN1_PROMPT, COUNTRY_PROMPT, ZeroShot, load_clip
+from ml.geo.haversine import haversine_km, spherical_mean
 from ml.models.backbone import BackboneSpec
 
 TRAIN = pd.DataFrame(
@@ -72,7 +72,7 @@ def test_the_country_then_the_region_and_its_training_centroid():
     france, germany = PROMPTS[0], PROMPTS[1]
     out = zs.predict([image(france, PROMPTS[5]), image(germany, PROMPTS[3])])
     assert out["country"].tolist() == ["FR", "DE"] and out["admin1"].tolist() == ["Provence", "Berlin"]
-    lat, lon = spherical_centroid(np.array([43.0, 44.0]), np.array([5.0, 6.0]))
+    lat, lon = spherical_mean(np.array([43.0, 44.0]), np.array([5.0, 6.0]))
     assert (out["lat"][0], out["lon"][0]) == pytest.approx((lat, lon))
     assert haversine_km(lat, lon, 43.5, 5.5) < 1.0  # the centroid of two nearby points is their middle
     assert (out["lat"][1], out["lon"][1]) == pytest.approx((52.5, 13.4))

@@ -55,7 +55,7 @@ COMPASS = ["north", "north-east", "east", "south-east", "south", "south-west", "
 MONTHS = [
     "January", "February", "March", "April", "May", "June",
     "July", "August", "September", "October", "November", "December",
-]  # fmt: skip
+]
 AUX_KINDS = ("climate", "direction", "month", "season", "driving_side", "landcover", "elevation")
 
 

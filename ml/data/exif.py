@@ -36,13 +36,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ml.data.images import HEIF  # noqa: F401  (importing registers the HEIC/HEIF opener)
+from ml.geo.haversine import haversine_km
+
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".heic", ".heif"}
 GPS_IFD, EXIF_IFD = 0x8825, 0x8769
 ORIENTATION, DATETIME_ORIGINAL = 274, 36867
 LAT_REF, LAT, LON_REF, LON, GPS_TIME, DIRECTION_REF, DIRECTION, GPS_DATE = 1, 2, 3, 4, 7, 16, 17, 29
 
 EXIF_COLUMNS = ["input_row", "photo", "content_hash", "lat", "lon", "captured_at", "gps_time_utc", "heading", "heading_ref",
-                "orientation", "camera"]  # fmt: skip
+                "orientation", "camera"]
 
 
 class ExifRejected(ValueError):
@@ -54,9 +57,7 @@ class ExifRejected(ValueError):
 def find_photos(folder: Path) -> tuple[list[Path], int]:
     """Photos under ``folder`` (sorted, recursive) and the number of other files skipped."""
     if not folder.is_dir():
-        from ml.data.sources import SourceError
-
-        raise SourceError(f"{folder}: not a folder; set raw_locations.path to your folder of geotagged photos")
+        raise NotADirectoryError(f"{folder}: not a folder; set raw_locations.path to your folder of geotagged photos")
     files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
     photos = [p for p in files if p.suffix.lower() in PHOTO_SUFFIXES]
     return photos, len(files) - len(photos)
@@ -187,8 +188,6 @@ def read_photo_gps(path: Path) -> PhotoGps:
 
 def group_photos(table: pd.DataFrame, distance_m: float, minutes: float) -> np.ndarray:
     """A group number per row (rows: lat, lon, captured_at); the rule in the module docstring."""
-    from ml.geo.haversine import haversine_km
-
     group = np.arange(len(table))
     if distance_m <= 0 or minutes <= 0 or len(table) == 0:
         return group
@@ -217,8 +216,6 @@ def read_exif_folder(folder: Path, distance_m: float, minutes: float):
 
     Rows have the manifest's columns (id, lat, lon, image_paths, heading, captured_at) and
     ``input_row`` = the photo's index in the sorted list of photos (a group's first photo)."""
-    from ml.data.images import HEIF  # noqa: F401  (importing registers the HEIC/HEIF opener)
-
     folder = Path(folder)
     photos, skipped = find_photos(folder)
     read, rejected = [], []
@@ -256,6 +253,6 @@ def read_exif_folder(folder: Path, distance_m: float, minutes: float):
             }
         )
     grouped = pd.DataFrame(rows, columns=["id", "lat", "lon", "image_paths", "heading", "captured_at", "input_row",
-                                          "photos"])  # fmt: skip
+                                          "photos"])
     exif["group"] = groups
     return grouped, pd.DataFrame(rejected, columns=["input_row", "reason", "detail", "photo"]), exif, photos, skipped

@@ -28,8 +28,6 @@ import pandas as pd
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 
-MAX_PIXELS = 89_478_485  # Pillow's decompression-bomb limit: files a user hands to predict / evaluate
-
 # File signatures of formats Pillow reads: such a file that does not open is corrupt, not foreign.
 KNOWN_SIGNATURES = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"II*\x00", b"MM\x00*", b"BM", b"RIFF")
 
@@ -128,6 +126,20 @@ def encode(rgb: np.ndarray, encoding: str, quality: int = 95) -> bytes:
     return buf.getvalue()
 
 
+@dataclass
+class View:
+    """One view of a location as a source produced it: its encoded image, or why it was rejected."""
+
+    location_id: str
+    view: int
+    heading: float
+    data: bytes | None  # encoded image, or None when rejected
+    water_fraction: float = float("nan")
+    original: str = ""
+    reason: str = ""
+    detail: str = ""
+
+
 class ShardWriter:
     """Appends encoded views to shard files in ``folder``; returns each view's key."""
 
@@ -191,6 +203,12 @@ class ImageStore:
         for m in self._maps.values():
             m.close()
         self._maps.clear()
+
+    def __enter__(self) -> ImageStore:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def __getstate__(self):  # picklable for DataLoader workers: maps reopen lazily
         return {"folder": self.folder, "_maps": {}}

@@ -28,6 +28,8 @@ from typing import ClassVar, Literal
 import numpy as np
 import pandas as pd
 
+from ml.data.exif import read_exif_folder
+
 log = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = ("lat", "lon")
@@ -86,8 +88,8 @@ def load_raw_locations(cfg: RawLocationsConfig, path: Path, root: Path) -> Sourc
 def load_exif_folder(folder: Path, distance_m: float, minutes: float, root: Path) -> SourceResult:
     """Geotagged photos as locations (``ml.data.exif``); EXIF rejections and the shared row
     checks' rejections together, one row per rejected photo."""
-    from ml.data.exif import read_exif_folder
-
+    if not Path(folder).is_dir():
+        raise SourceError(f"{folder}: not a folder; set raw_locations.path to your folder of geotagged photos")
     rows, exif_rejected, exif, photos, skipped = read_exif_folder(folder, distance_m, minutes)
     checked = validate_rows(
         rows.drop(columns=["input_row", "photos"]),
@@ -100,13 +102,13 @@ def load_exif_folder(folder: Path, distance_m: float, minutes: float, root: Path
     refused = checked.rejected.merge(rows[["input_row", "photos"]], on="input_row")
     members = exif.assign(first=exif.groupby("group")["input_row"].transform("min"))
     per_photo = refused.merge(members[["first", "input_row", "photo"]], left_on="input_row", right_on="first",
-                              suffixes=("_group", ""))  # fmt: skip
+                              suffixes=("_group", ""))
     own = exif_rejected.assign(row_json=[json.dumps({"photo": p}) for p in exif_rejected["photo"]])
     rejected = pd.concat(
         [own[REJECTED_COLUMNS], per_photo.assign(row_json=[json.dumps({"photo": p}) for p in per_photo["photo"]])[
             REJECTED_COLUMNS]],
         ignore_index=True,
-    ).sort_values("input_row", ignore_index=True)  # fmt: skip
+    ).sort_values("input_row", ignore_index=True)
     views = rows.set_index("id")["photos"]
     in_locations = int(views.loc[checked.locations["id"]].sum()) if len(checked.locations) else 0
     assert in_locations + len(rejected) == len(photos), (in_locations, len(rejected), len(photos))
@@ -171,7 +173,7 @@ def validate_rows(
     heading = _optional_number(table, "heading", reject)
     captured = _optional_time(table, reject)
 
-    images = _image_paths(table, base_dir)
+    images = image_paths(table, base_dir)
     for i, paths in enumerate(images):
         if reason[i] is not None:
             continue
@@ -264,8 +266,13 @@ def _optional_time(table: pd.DataFrame, reject) -> np.ndarray:
     return parsed.to_numpy()
 
 
-def _image_paths(table: pd.DataFrame, base_dir: Path) -> list[list[Path]]:
-    cols = [c for c in ("image_path", "image_paths") if c in table.columns]
+IMAGE_COLUMNS = ("image_path", "image_paths")
+
+
+def image_paths(table: pd.DataFrame, base_dir: Path) -> list[list[Path]]:
+    """Each manifest row's image files (``image_path``, or several in ``image_paths`` separated
+    by ``;``), relative ones under ``base_dir``: the one reader of this manifest format."""
+    cols = [c for c in IMAGE_COLUMNS if c in table.columns]
     out: list[list[Path]] = [[] for _ in range(len(table))]
     for col in cols:
         for i, value in enumerate(table[col].to_numpy(dtype=object)):

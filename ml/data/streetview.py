@@ -42,11 +42,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ml.data.images import ImageRejected, load_image
+from ml.data.images import ImageRejected, View, load_image
+from ml.geo.haversine import haversine_km
 
 NO_COVERAGE = ("ZERO_RESULTS", "NOT_FOUND")
 PANORAMA_COLUMNS = ["location_id", "pano_id", "pano_lat", "pano_lon", "requested_lat", "requested_lon",
-                    "offset_m", "pano_date"]  # fmt: skip
+                    "offset_m", "pano_date"]
 
 
 @dataclass(frozen=True)
@@ -175,7 +176,7 @@ class StreetViewClient:
             self.counts["cached_images"] += 1
             return path.read_bytes()
         params = {"pano": pano_id, "heading": f"{heading:g}", "size": f"{self.cfg.size}x{self.cfg.size}",
-                  "fov": f"{self.cfg.fov:g}", "pitch": f"{self.cfg.pitch:g}"}  # fmt: skip
+                  "fov": f"{self.cfg.fov:g}", "pitch": f"{self.cfg.pitch:g}"}
         for _ in range(self.cfg.max_retries + 1):
             self.counts["image_requests"] += 1
             data = self._get("", params)
@@ -191,26 +192,22 @@ class StreetViewClient:
 
 
 def offset_m(lat1, lon1, lat2, lon2) -> float:
-    from ml.geo.haversine import haversine_km
-
     return float(haversine_km(lat1, lon1, lat2, lon2) * 1000.0)
 
 
 @dataclass
 class StreetViewResult:
-    views: list  # ml.data.views.View
+    views: list[View]
     panoramas: pd.DataFrame
     skipped: pd.DataFrame  # location_id, reason, detail: no coverage, or metadata failed
     counts: dict
 
 
 def fetch_streetview(locations: pd.DataFrame, views: int, cfg: StreetViewConfig, root: Path, encode_view,
-                     progress: Callable[[int, int], None] | None = None, sleep=time.sleep) -> StreetViewResult:  # fmt: skip
+                     progress: Callable[[int, int], None] | None = None, sleep=time.sleep) -> StreetViewResult:
     """Every location's panorama and views; ``encode_view(bytes) -> (encoded, None) | (None,
     ImageRejected)`` applies the shared validation and storage format."""
     from tqdm import tqdm
-
-    from ml.data.views import View
 
     cache = Path(cfg.cache) if Path(cfg.cache).is_absolute() else Path(root) / cfg.cache
     client = StreetViewClient(cfg, os.environ.get(cfg.key_env, ""), cache, sleep=sleep)
@@ -232,7 +229,7 @@ def fetch_streetview(locations: pd.DataFrame, views: int, cfg: StreetViewConfig,
         p_lat, p_lon = float(meta["location"]["lat"]), float(meta["location"]["lng"])
         pano = str(meta["pano_id"])
         panos.append((loc, pano, p_lat, p_lon, float(row.lat), float(row.lon),
-                      offset_m(row.lat, row.lon, p_lat, p_lon), str(meta.get("date", ""))))  # fmt: skip
+                      offset_m(row.lat, row.lon, p_lat, p_lon), str(meta.get("date", ""))))
         for v, heading in enumerate(headings):
             original = f"streetview:{pano}@{heading:g}"
             try:
@@ -250,7 +247,7 @@ def fetch_streetview(locations: pd.DataFrame, views: int, cfg: StreetViewConfig,
     bar.close()
     counts = dict(client.counts)
     counts |= {"locations_requested": len(locations), "locations_with_panorama": len(panos),
-               "locations_skipped": len(skipped)}  # fmt: skip
+               "locations_skipped": len(skipped)}
     return StreetViewResult(
         views=out,
         panoramas=pd.DataFrame(panos, columns=PANORAMA_COLUMNS),

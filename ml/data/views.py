@@ -31,7 +31,8 @@ from typing import ClassVar, Literal
 import numpy as np
 import pandas as pd
 
-from ml.data.images import ImageRejected, ShardWriter, encode, fit_square, load_image
+from ml.data.streetview import fetch_streetview
+from ml.data.images import ImageRejected, ShardWriter, View, encode, fit_square, load_image
 from ml.data.streetview import PANORAMA_COLUMNS, StreetViewConfig
 from ml.data.terrain import TerrainConfig, TerrainRenderer, view_seed
 from ml.geo.reference import ReferenceData
@@ -58,18 +59,6 @@ class ImagesConfig:
     chunk_views: int  # views per task
     terrain: TerrainConfig
     streetview: StreetViewConfig
-
-
-@dataclass
-class View:
-    location_id: str
-    view: int
-    heading: float
-    data: bytes | None  # encoded image, or None when rejected
-    water_fraction: float = float("nan")
-    original: str = ""
-    reason: str = ""
-    detail: str = ""
 
 
 @dataclass
@@ -187,8 +176,6 @@ def build_location_images(
 
 
 def _streetview(locations, cfg: ImagesConfig, root: Path, out_folder: Path, progress) -> ImagesResult:
-    from ml.data.streetview import fetch_streetview
-
     def encode_view(data: bytes):
         try:
             return encode(fit_square(load_image(data, cfg.max_pixels), cfg.image_size), cfg.encoding, cfg.jpeg_quality), None

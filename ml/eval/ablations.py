@@ -21,17 +21,33 @@ import subprocess
 import sys
 from pathlib import Path
 
+from ml.config import active_profile, read_params
+from ml.eval.report import markdown_html
+from ml.paths import Paths
+
 VARIANTS: dict[str, tuple[str, list[str]]] = {
     "one_hot_labels": ("one-hot labels instead of haversine smoothing", ["geocell_model.labels=one_hot"]),
     "naive_geocells": ("naive geocells (equal-count boxes) instead of semantic", ["geocells.builder=naive"]),
     "no_refinement": ("no prototype refinement", ["refine.enabled=false"]),
     "one_view": ("1 view instead of all (training and evaluation)", ["geocell_model.views=1"]),
     "no_contrastive": ("no contrastive pretraining (base CLIP into geocell_model)", ["streetclip.epochs=0"]),
-    "no_multitask": ("no multi-task heads", [f"geocell_model.aux.{h}=0" for h in
-                                            ("koppen", "landcover", "elevation", "population", "month")]),
-}  # fmt: skip
-METRICS = ["within_1km", "within_25km", "within_200km", "within_750km", "within_2500km", "median_km", "geoguessr",
-           "country_accuracy", "admin1_accuracy", "cell_top1"]  # fmt: skip
+    "no_multitask": (
+        "no multi-task heads",
+        [f"geocell_model.aux.{h}=0" for h in ("koppen", "landcover", "elevation", "population", "month")],
+    ),
+}
+METRICS = [
+    "within_1km",
+    "within_25km",
+    "within_200km",
+    "within_750km",
+    "within_2500km",
+    "median_km",
+    "geoguessr",
+    "country_accuracy",
+    "admin1_accuracy",
+    "cell_top1",
+]
 METRICS_FILE = "data/benchmark_report/metrics.json"
 
 
@@ -44,8 +60,6 @@ def profile_overrides(params: dict, settings: list[str]) -> list[str]:
     in that section, the same setting under ``section.profiles.<profile>``: the profile's value
     is merged over the base, so setting the base alone would change nothing (the default's
     ``streetclip.epochs`` once made ``no_contrastive`` the full model under another name)."""
-    from ml.config import active_profile
-
     profile = active_profile(params)
     out = []
     for setting in settings:
@@ -61,8 +75,6 @@ def profile_overrides(params: dict, settings: list[str]) -> list[str]:
 
 
 def run_variant(root: Path, name: str, dvc: str) -> None:
-    from ml.config import read_params
-
     settings = profile_overrides(read_params(root / "params.yaml"), VARIANTS[name][1])
     overrides = [a for s in settings for a in ("-S", s)]
     exp = f"ablation-{name.replace('_', '-')}"
@@ -138,16 +150,12 @@ def markdown(rows: list[dict], variants: list[str]) -> str:
 
 
 def write(root: Path, full: dict, found: dict[str, dict], variants: list[str]) -> Path:
-    from ml.eval.report import _html
-
     rows = ablation_table(full, {n: found[n] for n in variants if n in found})
-    from ml.paths import Paths
-
     out = Paths(root).ablations
     out.mkdir(parents=True, exist_ok=True)
     md = markdown(rows, variants)
     (out / "ablations.md").write_text(md)
-    (out / "ablations.html").write_text(_html(md, "Roost ablations"))
+    (out / "ablations.html").write_text(markdown_html(md, "Roost ablations"))
     (out / "ablations.json").write_text(json.dumps({"full": full, "variants": found}, indent=2))
     return out / "ablations.md"
 
@@ -171,8 +179,11 @@ def main(argv: list[str] | None = None) -> int:
     if not args.collect_only:
         for name in names:
             run_variant(root, name, dvc)
-    found = {k.removeprefix("ablation-").replace("-", "_"): v for k, v in experiment_metrics(root, dvc).items()
-             if k.startswith("ablation-")}  # fmt: skip
+    found = {
+        k.removeprefix("ablation-").replace("-", "_"): v
+        for k, v in experiment_metrics(root, dvc).items()
+        if k.startswith("ablation-")
+    }
     missing = [n for n in names if n not in found]
     path = write(root, json.loads(full_file.read_text()), found, names)
     print(path.read_text())

@@ -20,8 +20,11 @@ import numpy as np
 import pandas as pd
 from scipy.spatial import cKDTree
 
-from ml.eval.metrics import RADII_KM, baselines, distance_summary
+from ml.data.images import ImageRejected, load_image, view_table
+from ml.data.sources import IMAGE_COLUMNS, image_paths, read_table_file
+from ml.eval.metrics import baselines
 from ml.geo.haversine import chord_to_km, haversine_km, to_unit_xyz
+from ml.geo.scores import RADII_KM, distance_summary, geoguessr_score
 
 STRATA_KM = (25, 150, 500)
 
@@ -52,8 +55,6 @@ class SwappedColumnsError(ValueError):
 
 def read_eval_manifest(path: Path, swap: bool) -> pd.DataFrame:
     """lat, lon, image paths (absolute) and an id per row; detects swapped LAT/LON headers."""
-    from ml.data.sources import read_table_file
-
     table = read_table_file(path)
     lat = pd.to_numeric(table["lat"], errors="coerce")
     lon = pd.to_numeric(table["lon"], errors="coerce")
@@ -65,11 +66,9 @@ def read_eval_manifest(path: Path, swap: bool) -> pd.DataFrame:
             "headers look swapped, as in the public IM2GPS / IM2GPS3k metadata. Fix the file, or set swap_lat_lon: "
             "true for this set in params.yaml"
         )
-    col = "image_path" if "image_path" in table.columns else "image_paths"
-    if col not in table.columns:
+    if not set(IMAGE_COLUMNS) & set(table.columns):
         raise ValueError(f"{path}: an evaluation manifest needs an image_path (or image_paths) column")
-    paths = [[(path.parent / p.strip()) if not Path(p.strip()).is_absolute() else Path(p.strip())
-              for p in str(v).split(";") if p.strip()] for v in table[col]]  # fmt: skip
+    paths = image_paths(table, path.parent)
     ids = table["id"].astype(str) if "id" in table.columns else pd.Series([f"row-{i}" for i in range(len(table))])
     return pd.DataFrame({"id": ids, "lat": lat.to_numpy(), "lon": lon.to_numpy(), "paths": paths})
 
@@ -88,7 +87,7 @@ def set_metrics(frame: pd.DataFrame, n_boot: int, seed: int) -> dict[str, dict[s
     d = frame["distance_km"].to_numpy()
     columns = {f"within_{r}km": (d, lambda x, r=r: float(np.mean(x <= r) * 100)) for r in RADII_KM}
     columns["median_km"] = (d, lambda x: float(np.median(x)))
-    columns["geoguessr"] = (d, lambda x: float(np.mean(5000.0 * np.exp(-x / 1492.7))))
+    columns["geoguessr"] = (d, lambda x: float(geoguessr_score(x).mean()))
     for name in ("country_correct", "admin1_correct", "cell_top1", "cell_top5"):
         if name in frame:
             v = frame[name].to_numpy(dtype=float)
@@ -198,8 +197,6 @@ def evaluate_holdout(
     geo, locations: pd.DataFrame, images: pd.DataFrame, store, train, cell_lookup, cfg, zero_shots=None
 ) -> SetResult:
     """The test split of enriched_locations with its stored views."""
-    from ml.data.images import view_table
-
     test = locations[locations["split"] == "test"]
     test = test[test["id"].astype(str).isin(set(images["location_id"].astype(str)))].reset_index(drop=True)
     if cfg.max_locations:
@@ -207,19 +204,18 @@ def evaluate_holdout(
     table = view_table(test["id"], images, geo.model.spec.views)
     groups = [table.read(store, k) for k in range(len(test))]
     tl, tn = train["lat"].to_numpy(), train["lon"].to_numpy()
-    return evaluate_groups(geo, "holdout", test, groups, tl, tn, cell_lookup, cfg, zero_shots=zero_shots,
-                           train_country=_countries(train))  # fmt: skip
+    return evaluate_groups(
+        geo, "holdout", test, groups, tl, tn, cell_lookup, cfg, zero_shots=zero_shots, train_country=_countries(train)
+    )
 
 
 def evaluate_manifest(geo, name: str, path: Path, swap: bool, train, cell_lookup, cfg, zero_shots=None) -> SetResult:
     """A user set: images on disk with their coordinates; unreadable images are counted."""
-    from ml.data.images import MAX_PIXELS, ImageRejected, load_image
-
     truth = read_eval_manifest(path, swap)
     groups, keep, failed = [], [], 0
     for i, paths in enumerate(truth["paths"]):
         try:
-            groups.append([load_image(p, MAX_PIXELS) for p in paths])
+            groups.append([load_image(p, geo.max_pixels) for p in paths])
             keep.append(i)
         except ImageRejected:
             failed += 1

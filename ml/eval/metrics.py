@@ -1,31 +1,11 @@
-"""PIGEON's geolocation metrics."""
+"""No-skill baselines for geolocation metrics (the scores themselves: ``ml.geo.scores``)."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from ml.geo.haversine import chord_to_km, haversine_km, to_unit_xyz
-
-RADII_KM = (1, 25, 200, 750, 2500)
-
-
-def geoguessr_score(d_km) -> np.ndarray:
-    """GeoGuessr's points for a guess d_km away: 5000 * exp(-d / 1492.7)."""
-    return 5000.0 * np.exp(-np.asarray(d_km, dtype=np.float64) / 1492.7)
-
-
-def distance_summary(d_km) -> dict[str, float]:
-    """% of guesses within each radius, median km, mean GeoGuessr score."""
-    d = np.asarray(d_km, dtype=np.float64)
-    if d.size == 0:
-        return {f"within_{r}km": float("nan") for r in RADII_KM} | {
-            "median_km": float("nan"),
-            "geoguessr": float("nan"),
-        }
-    out = {f"within_{r}km": float(np.mean(d <= r) * 100.0) for r in RADII_KM}
-    out["median_km"] = float(np.median(d))
-    out["geoguessr"] = float(geoguessr_score(d).mean())
-    return out
+from ml.geo.scores import distance_summary
 
 
 def _medoid(lat: np.ndarray, lon: np.ndarray, rng: np.random.Generator) -> int:
@@ -62,8 +42,8 @@ def baselines(
             inside = np.flatnonzero(countries == largest)
             c = inside[_medoid(train_lat[inside], train_lon[inside], np.random.default_rng(seed))]
             d = haversine_km(truth_lat, truth_lon, train_lat[c], train_lon[c])
-            out["largest_country"] = distance_summary(d) | {"country": str(largest), "lat": float(train_lat[c]),
-                                                            "lon": float(train_lon[c])}  # fmt: skip
+            where = {"country": str(largest), "lat": float(train_lat[c]), "lon": float(train_lon[c])}
+            out["largest_country"] = distance_summary(d) | where
             if truth_country is not None:
                 truth = np.asarray(truth_country, dtype=object)
                 out["largest_country"]["country_accuracy"] = (

@@ -11,16 +11,34 @@ import numpy as np
 import pandas as pd
 
 from ml.eval.evaluate import SetResult
+from ml.geo.maps import figure_png, finish_png, world_axes
 
 # PIGEON's published figures (Haas et al., CVPR 2024, arXiv 2307.05845), for context only:
 # a different task and data than Roost's embedded default.
 PAPER = [
     {"system": "PIGEON, street-view holdout", "within_25km": 40.4, "country_accuracy": 91.96, "median_km": 44.0},
-    {"system": "PIGEOTTO, IM2GPS3k", "within_1km": 11.3, "within_25km": 36.7, "within_200km": 53.8,
-     "within_750km": 72.4, "within_2500km": 85.3},
-]  # fmt: skip
-ORDER = ["within_1km", "within_25km", "within_200km", "within_750km", "within_2500km", "median_km", "geoguessr",
-         "country_accuracy", "admin1_accuracy", "cell_top1", "cell_top5"]  # fmt: skip
+    {
+        "system": "PIGEOTTO, IM2GPS3k",
+        "within_1km": 11.3,
+        "within_25km": 36.7,
+        "within_200km": 53.8,
+        "within_750km": 72.4,
+        "within_2500km": 85.3,
+    },
+]
+ORDER = [
+    "within_1km",
+    "within_25km",
+    "within_200km",
+    "within_750km",
+    "within_2500km",
+    "median_km",
+    "geoguessr",
+    "country_accuracy",
+    "admin1_accuracy",
+    "cell_top1",
+    "cell_top5",
+]
 
 
 def error_curve(result: SetResult) -> pd.DataFrame:
@@ -46,14 +64,10 @@ def curve_png(result: SetResult) -> bytes:
     ax.set_ylabel("% of guesses within")
     ax.set_title(f"{result.name}: cumulative error", fontsize=9)
     ax.legend(fontsize=7)
-    from ml.geo.maps import figure_png
-
     return figure_png(fig)
 
 
 def guesses_png(result: SetResult, countries=None) -> bytes:
-    from ml.geo.maps import finish_png, world_axes
-
     fig, ax = world_axes(countries)
     f = result.frame
     for a, b, c, d in zip(f["lon"], f["lat"], f["guess_lon"], f["guess_lat"]):
@@ -77,8 +91,17 @@ def metric_table(result: SetResult) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-ZERO_SHOT_ORDER = ["within_1km", "within_25km", "within_200km", "within_750km", "within_2500km", "median_km",
-                   "geoguessr", "country_accuracy", "admin1_accuracy"]  # fmt: skip
+ZERO_SHOT_ORDER = [
+    "within_1km",
+    "within_25km",
+    "within_200km",
+    "within_750km",
+    "within_2500km",
+    "median_km",
+    "geoguessr",
+    "country_accuracy",
+    "admin1_accuracy",
+]
 
 
 def zero_shot_table(result: SetResult) -> pd.DataFrame:
@@ -158,11 +181,11 @@ Predicting Image Geolocations", CVPR 2024 (arXiv 2307.05845). Not comparable wit
     body = md.replace(f"![cumulative error]({result.name}_error_curve.png)", img(curve)).replace(
         f"![guesses vs truth]({result.name}_guesses.png)", img(world)
     )
-    (folder / f"{result.name}.html").write_text(_html(body, result.name))
+    (folder / f"{result.name}.html").write_text(markdown_html(body, result.name))
     return {"md": folder / f"{result.name}.md", "html": folder / f"{result.name}.html"}
 
 
-def _html(markdown: str, title: str) -> str:
+def markdown_html(markdown: str, title: str) -> str:
     """A minimal Markdown (headings, tables, paragraphs, inline images) to HTML renderer, so the
     report stays one self-contained file with no extra dependency."""
     out, table = [], []

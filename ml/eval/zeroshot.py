@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ml.geo.haversine import to_unit_xyz
+from ml.geo.haversine import spherical_mean
 from ml.models.backbone import SPEC_FILE, BackboneSpec, load_backbone, pick_device, preprocess
 
 COUNTRY_PROMPT = "A Street View photo in {country}."
@@ -57,12 +57,6 @@ def load_clip(name: str, streetclip_folder: Path):
     return model, CLIPTokenizer.from_pretrained(name), spec
 
 
-def spherical_centroid(lat: np.ndarray, lon: np.ndarray) -> tuple[float, float]:
-    v = to_unit_xyz(np.asarray(lat, np.float64), np.asarray(lon, np.float64)).mean(0)
-    v = v / max(np.linalg.norm(v), 1e-12)
-    return float(np.degrees(np.arcsin(np.clip(v[2], -1, 1)))), float(np.degrees(np.arctan2(v[1], v[0])))
-
-
 def _features(x) -> torch.Tensor:
     return x if isinstance(x, torch.Tensor) else x.pooler_output
 
@@ -83,7 +77,7 @@ class ZeroShot:
         self.countries = countries.index.to_numpy(dtype=object)
         regions = []
         for (country, admin1), part in t.groupby(["country", t["admin1"].fillna("")], sort=True):
-            lat, lon = spherical_centroid(part["lat"].to_numpy(), part["lon"].to_numpy())
+            lat, lon = spherical_mean(part["lat"].to_numpy(), part["lon"].to_numpy())
             regions.append({"country": country, "admin1": admin1 or None, "lat": lat, "lon": lon, "n": len(part)})
         self.regions = pd.DataFrame(regions)
         self.region_country = self.regions["country"].map({c: i for i, c in enumerate(self.countries)}).to_numpy()

@@ -48,7 +48,7 @@ class AdminIndex:
         )
 
 
-def _first_hit(tree: shapely.STRtree, points: np.ndarray, n: int) -> np.ndarray:
+def first_hit(tree: shapely.STRtree, points: np.ndarray, n: int) -> np.ndarray:
     """Index of the first polygon containing each point, -1 where none (lowest index wins on
     overlapping borders, which keeps the result deterministic)."""
     pi, gi = tree.query(points, predicate="intersects")
@@ -105,7 +105,7 @@ def locate(lat: np.ndarray, lon: np.ndarray, index: AdminIndex, cap_km: float) -
     a0, a1 = index.admin0, index.admin1
     land_km = np.zeros(n)
 
-    i1 = _first_hit(index.tree1, points, n)
+    i1 = first_hit(index.tree1, points, n)
     miss = np.flatnonzero(i1 < 0)
     near1, km1 = nearest_within(index.tree1, index.geoms1, points[miss], lat[miss], cap_km)
     i1[miss] = near1
@@ -119,7 +119,7 @@ def locate(lat: np.ndarray, lon: np.ndarray, index: AdminIndex, cap_km: float) -
 
     need0 = np.flatnonzero(i0 < 0)  # no admin-1 nearby, or a disputed admin-1 area
     if need0.size:
-        hit0 = _first_hit(index.tree0, points[need0], need0.size)
+        hit0 = first_hit(index.tree0, points[need0], need0.size)
         out = np.flatnonzero(hit0 < 0)
         near0, km0 = nearest_within(index.tree0, index.geoms0, points[need0[out]], lat[need0[out]], cap_km)
         hit0[out] = near0
@@ -162,6 +162,6 @@ def locate_admin2(lat: np.ndarray, lon: np.ndarray, admin2, name_field: str) -> 
     """Admin-2 names from a user-supplied polygon file (GADM / geoBoundaries), None outside."""
     geoms = admin2.geometry.to_numpy()
     tree = shapely.STRtree(geoms)
-    hit = _first_hit(tree, shapely.points(lon, lat), len(lat))
+    hit = first_hit(tree, shapely.points(lon, lat), len(lat))
     names = admin2[name_field].astype(str).to_numpy(dtype=object)
     return np.where(hit >= 0, names[np.maximum(hit, 0)], None)

@@ -30,3 +30,21 @@ def km_to_chord(km) -> np.ndarray:
 
 def chord_to_km(chord) -> np.ndarray:
     return 2 * EARTH_RADIUS_KM * np.arcsin(np.clip(np.asarray(chord, dtype=np.float64) / 2, 0.0, 1.0))
+
+
+def unit(v: np.ndarray) -> np.ndarray:
+    """``v`` scaled to length 1 (the zero vector stays zero)."""
+    n = np.linalg.norm(v)
+    return v / n if n > 0 else v
+
+
+def xyz_to_latlon(v: np.ndarray) -> tuple[float, float]:
+    """(lat, lon) in degrees of the direction of the 3-vector ``v``."""
+    c = unit(np.asarray(v, dtype=np.float64))
+    return float(np.degrees(np.arcsin(np.clip(c[2], -1, 1)))), float(np.degrees(np.arctan2(c[1], c[0])))
+
+
+def spherical_mean(lat, lon) -> tuple[float, float]:
+    """The spherical mean of points: the direction of the sum of their unit vectors (right
+    across the antimeridian, where the mean of longitudes is not)."""
+    return xyz_to_latlon(to_unit_xyz(lat, lon).sum(axis=0))

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from ml.geo.geocells import Geocells, _centroid, assemble_cells
+from ml.geo.cells import Geocells, assemble_cells, cell_record
 from ml.geo.haversine import to_unit_xyz
 from ml.timing import Laps
 
@@ -86,59 +86,15 @@ def build_naive_geocells(points: pd.DataFrame, n_cells: int) -> Geocells:
     admin1 = points["admin1"].astype(object).to_numpy() if "admin1" in points else np.full(len(points), None)
     records = []
     for (s, w, n, e), members in boxes:
-        centre = _centroid(xyz[members].sum(axis=0)) if len(members) else np.array([0.0, 0.0, 1.0])
         majority = pd.Series(country[members]).mode(dropna=True)
         top_admin1 = pd.Series(admin1[members]).mode(dropna=True)
-        records.append(
-            {
-                "geometry": shapely.box(w, s, e, n),
-                "centroid_lat": float(np.degrees(np.arcsin(np.clip(centre[2], -1, 1)))),
-                "centroid_lon": float(np.degrees(np.arctan2(centre[1], centre[0]))),
-                "n_points": int(len(members)),
-                "country": majority.iloc[0] if len(majority) else None,
-                "admin1": top_admin1.iloc[0] if len(top_admin1) else None,
-                "unit": f"box {s:.4f},{w:.4f},{n:.4f},{e:.4f}",
-                "kind": "naive",
-                "parent": -1,
-                "_members": members,
-            }
-        )
+        names = {
+            "country": majority.iloc[0] if len(majority) else None,
+            "admin1": top_admin1.iloc[0] if len(top_admin1) else None,
+            "unit": f"box {s:.4f},{w:.4f},{n:.4f},{e:.4f}",
+        }
+        records.append(cell_record(xyz, members, shapely.box(w, s, e, n), **names, kind="naive", parent=-1))
     records.sort(key=lambda r: (r["centroid_lat"], r["centroid_lon"]))
     cells, assignments = assemble_cells(records, points, lat, lon)
     lap("assemble")
     return Geocells(cells=cells, assignments=assignments, seconds=lap.seconds)
-
-
-def oracle_comparison(
-    train: pd.DataFrame, held_lat, held_lon, admin0, admin1, cfg, sizes: list[tuple[int, int]]
-) -> dict[str, dict]:
-    """For each (min, max) cell size: semantic cells from ``train``, naive boxes of the same
-    count, and each one's oracle on the held-out coordinates (% within 1/25/200/750/2500 km,
-    median km: what a perfect cell classifier would score)."""
-    from dataclasses import replace
-
-    from ml.eval.metrics import distance_summary
-    from ml.geo.geocells import build_geocells, oracle_distances
-
-    out = {}
-    for lo, hi in sizes:
-        semantic = build_geocells(train, admin0, admin1, replace(cfg, min_cell_size=lo, max_cell_size=hi))
-        naive = build_naive_geocells(train, len(semantic.cells))
-        row = {"n_cells": int(len(semantic.cells)), "naive_cells": int(len(naive.cells))}
-        for name, cells in (("semantic", semantic), ("naive", naive)):
-            summary = distance_summary(oracle_distances(cells, held_lat, held_lon))
-            row[name] = {k: round(v, 2) for k, v in summary.items()}
-        out[f"{lo}/{hi}"] = row
-    return out
-
-
-def oracle_lines(table: dict[str, dict]) -> list[str]:
-    """The comparison as a fixed-width text table."""
-    keys = ["within_1km", "within_25km", "within_200km", "within_750km", "within_2500km", "median_km"]
-    head = f"{'min/max':>9} {'cells':>6} {'builder':>8} " + " ".join(f"{k.replace('within_', '<='):>9}" for k in keys)
-    lines = [head]
-    for sizes, row in table.items():
-        for name in ("semantic", "naive"):
-            n = row["n_cells"] if name == "semantic" else row["naive_cells"]
-            lines.append(f"{sizes:>9} {n:>6} {name:>8} " + " ".join(f"{row[name][k]:>9.2f}" for k in keys))
-    return lines

@@ -18,6 +18,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ml.data.images import fit_square
+from ml.models.tokenizer import reference_tokenizer
+
 CONFIGS = Path(__file__).with_name("configs")
 SPEC_FILE = "roost_backbone.json"
 
@@ -58,8 +61,6 @@ def build_model(spec: BackboneSpec, weights: str = "random"):
 
 def build_tokenizer(spec: BackboneSpec, reference: Path):
     if spec.tokenizer == "reference":
-        from ml.models.tokenizer import reference_tokenizer
-
         return reference_tokenizer(str(Path(reference) / "clip_bpe_simple_vocab_16e6.txt.gz"))
     from transformers import CLIPTokenizer
 
@@ -87,8 +88,6 @@ def load_backbone(folder: Path):
 def preprocess(images: list[np.ndarray] | np.ndarray, spec: BackboneSpec) -> torch.Tensor:
     """uint8 RGB images -> normalised float tensor (B, 3, S, S): shorter side resized to S
     (bicubic), centre crop, CLIP mean/std. No torchvision needed."""
-    from ml.data.images import fit_square
-
     x = (
         torch.from_numpy(np.stack([fit_square(img, spec.image_size) for img in images]))
         .permute(0, 3, 1, 2)

@@ -19,7 +19,9 @@ import pandas as pd
 import torch
 from safetensors.numpy import load_file, save_file
 
-from ml.geo.haversine import to_unit_xyz
+from ml.data.images import view_table
+from ml.geo.haversine import spherical_mean
+from ml.models.backbone import BackboneSpec, location_embedding, preprocess
 
 
 @dataclass(frozen=True)
@@ -70,12 +72,6 @@ class Prototypes:
         return cls(t["embeddings"], t["lat"], t["lon"], t["cell"], [])
 
 
-def spherical_mean(lat: np.ndarray, lon: np.ndarray) -> tuple[float, float]:
-    v = to_unit_xyz(lat, lon).sum(axis=0)
-    v = v / max(np.linalg.norm(v), 1e-12)
-    return float(np.degrees(np.arcsin(np.clip(v[2], -1, 1)))), float(np.degrees(np.arctan2(v[1], v[0])))
-
-
 def cluster_cell(lat: np.ndarray, lon: np.ndarray, min_samples: int, xi: float) -> np.ndarray:
     """OPTICS labels (-1 noise) of one cell's locations, haversine metric."""
     from sklearn.cluster import OPTICS
@@ -94,9 +90,6 @@ def _cluster_task(task):
 @torch.no_grad()
 def location_embeddings(model, images: pd.DataFrame, ids: list[str], store, batch_size: int) -> np.ndarray:
     """Each location's embedding (mean of its views') through the trained geocell model."""
-    from ml.data.images import view_table
-    from ml.models.backbone import BackboneSpec, location_embedding, preprocess
-
     spec = BackboneSpec(**model.spec.backbone)
     table = view_table(ids, images, model.spec.views)
     index, mask, keys = table.index, table.mask, table.keys

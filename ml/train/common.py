@@ -5,9 +5,17 @@ from __future__ import annotations
 import contextlib
 import math
 import random
+import sys
 
 import numpy as np
 import torch
+
+from ml.geo.maps import figure_png
+
+
+def show_progress() -> bool:
+    """Progress bars on an interactive terminal only."""
+    return sys.stderr.isatty()
 
 
 def seed_everything(seed: int) -> None:
@@ -57,6 +65,4 @@ def curves_png(curves: dict[str, list[float]], title: str, xlabel: str = "step")
     ax.set_xlabel(xlabel)
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7)
-    from ml.geo.maps import figure_png
-
     return figure_png(fig)

@@ -11,7 +11,6 @@ and after training: image -> caption and caption -> image top-1 among the val se
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import ClassVar, Literal
@@ -21,22 +20,12 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
 
 from ml.data.images import ImageStore
-from ml.models.backbone import BackboneSpec, build_model, build_tokenizer, pick_device, preprocess, save_backbone
-from ml.train.common import adamw, autocast, seed_everything, warmup_cosine
-from ml.train.distributed import (
-    Checkpoints,
-    DistributedBatchSampler,
-    all_digests,
-    device_for,
-    fingerprint,
-    gather,
-    setup,
-    teardown,
-    wrap,
-)
+from ml.models.backbone import BackboneSpec, build_model, build_tokenizer, preprocess, save_backbone
+from ml.train.common import autocast
+from ml.train.distributed import DistributedBatchSampler, fingerprint, gather
+from ml.train.loop import Schedule, Task, fit, start
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +127,62 @@ def clip_loss(image_embeds: torch.Tensor, text_embeds: torch.Tensor, logit_scale
     return 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels))
 
 
+class ContrastiveTask(Task):
+    """CLIP's objective for ``ml.train.loop``: each epoch pairs every training view with one of
+    its captions (seeded); the loss over the gathered global batch."""
+
+    name = "streetclip"
+
+    def __init__(self, model, tokenizer, spec: BackboneSpec, train: pd.DataFrame, texts, store_folder, cfg, d, device):
+        self.model = self.module = model
+        self.tokenizer, self.spec, self.train, self.texts = tokenizer, spec, train, texts
+        self.store_folder, self.cfg, self.d, self.device = store_folder, cfg, d, device
+        self.sampler = DistributedBatchSampler(len(train), cfg.batch_size, d, cfg.seed, drop_last=True)
+        self.losses: list[float] = []
+        self.seen = 0
+
+    def micro_steps(self) -> int:
+        return self.sampler.steps()
+
+    def plan(self, epoch: int, first: int) -> list:
+        return list(self.sampler(epoch, first))
+
+    def batches(self, epoch: int, plan: list):
+        """(images, caption choice) per micro-batch, decoded by ``num_workers`` DataLoader workers."""
+        choice = np.random.default_rng([self.cfg.seed, epoch, 1]).integers(0, 1 << 30, len(self.train))
+        choice = [int(c % len(t)) for c, t in zip(choice, self.texts)]
+        rows = np.concatenate([r for _, r, _ in plan]) if plan else np.zeros(0, dtype=np.int64)
+        data = PairDataset(self.store_folder, self.train["key"].tolist(), choice)
+        return DataLoader(
+            torch.utils.data.Subset(data, rows.tolist()),
+            batch_size=self.cfg.batch_size // self.d.world,
+            num_workers=self.cfg.num_workers,
+            collate_fn=_collate,
+        )
+
+    def loss(self, ddp, batch, idx, global_n: int) -> tuple[torch.Tensor, float]:
+        batch_images, caption_choice = batch
+        batch_texts = [self.texts[i][c] for i, c in zip(idx, caption_choice)]
+        pixels = preprocess(batch_images, self.spec).to(self.device)
+        if self.device.type == "cuda":
+            pixels = pixels.to(memory_format=torch.channels_last)
+        tok = _tokenize(self.tokenizer, batch_texts, self.spec.max_length).to(self.device)
+        with autocast(self.device):
+            out = ddp(**tok, pixel_values=pixels)
+            loss = clip_loss(gather(out.image_embeds, self.d), gather(out.text_embeds, self.d), self.model.logit_scale)
+        self.seen += global_n
+        return loss, float(loss.detach())
+
+    def stepped(self, loss: float) -> None:
+        self.losses.append(loss)
+
+    def state(self) -> dict:
+        return {"losses": self.losses, "seen": self.seen}
+
+    def restore(self, state: dict) -> None:
+        self.losses, self.seen = state["losses"], state["seen"]
+
+
 def train_streetclip(
     images: pd.DataFrame,
     captions: pd.DataFrame,
@@ -149,14 +194,8 @@ def train_streetclip(
     checkpoint_dir: Path | None = None,
 ) -> StreetclipResult:
     """Fine-tune the backbone on train pairs, save it to ``out_folder`` (rank 0), report
-    retrieval. Distributed under torchrun, resumable from ``checkpoint_dir``
-    (``ml.train.distributed``)."""
-    seed_everything(cfg.seed)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    device = pick_device(cfg.device)
-    d = setup(device)
-    device = device_for(d, device)
+    retrieval. Distributed under torchrun, resumable from ``checkpoint_dir`` (``ml.train.loop``)."""
+    d, device = start(cfg.seed, cfg.threads, cfg.device)
     spec = BackboneSpec.named(cfg.backbone)
     model = build_model(spec, cfg.weights).to(device)
     tokenizer = build_tokenizer(spec, reference)
@@ -179,86 +218,22 @@ def train_streetclip(
     texts = [by_view[(i, v)] for i, v in zip(train["location_id"], train["view"])]
     if cfg.batch_size % d.world:
         raise ValueError(f"streetclip: batch_size {cfg.batch_size} must divide evenly among {d.world} processes")
-    sampler = DistributedBatchSampler(len(train), cfg.batch_size, d, cfg.seed, drop_last=True)
-    micro_per_epoch = sampler.steps()
-    steps_per_epoch = max(1, micro_per_epoch // cfg.grad_accum)
-    total = steps_per_epoch * cfg.epochs
-    optimizer = adamw(model.parameters(), cfg.lr, cfg.weight_decay)
-    scheduler = warmup_cosine(optimizer, int(cfg.warmup_fraction * total), total)
+    task = ContrastiveTask(model, tokenizer, spec, train, texts, store_folder, cfg, d, device)
+    schedule = Schedule(cfg.epochs, cfg.lr, cfg.weight_decay, cfg.warmup_fraction, cfg.checkpoint_every, cfg.grad_accum)
     key = fingerprint(asdict(cfg), d.world, train["key"].tolist(), texts)
-    checkpoints = Checkpoints(checkpoint_dir, cfg.checkpoint_every, d, key, model, optimizer, scheduler)
-    losses: list[float] = []
-    start_epoch, start_micro, step_count, seen = 0, 0, 0, 0
-    resumed = checkpoints.load()
-    if resumed:
-        start_epoch, start_micro = resumed["epoch"], resumed["micro_step"]
-        losses, step_count, seen = resumed["losses"], resumed["global_step"], resumed["seen"]
-        log.info("streetclip: resumed at epoch %d, step %d", start_epoch + 1, step_count)
-    ddp = wrap(model, d, device)
-    local_batch = cfg.batch_size // d.world
-    start = time.perf_counter()
-    for epoch in range(start_epoch, cfg.epochs):
-        first = start_micro if epoch == start_epoch else 0
-        choice = np.random.default_rng([cfg.seed, epoch, 1]).integers(0, 1 << 30, len(train))
-        choice = [int(c % len(t)) for c, t in zip(choice, texts)]
-        plan = list(sampler(epoch, first))
-        rows = np.concatenate([r for _, r, _ in plan]) if plan else np.zeros(0, dtype=np.int64)
-        data = PairDataset(store_folder, train["key"].tolist(), choice)
-        loader = DataLoader(
-            torch.utils.data.Subset(data, rows.tolist()),
-            batch_size=local_batch,
-            num_workers=cfg.num_workers,
-            collate_fn=_collate,
-        )
-        model.train()
-        optimizer.zero_grad(set_to_none=True)  # micro-batches left over at an epoch's end are dropped
-        show = progress and d.main
-        bar = tqdm(zip(plan, loader), total=len(plan), desc=f"streetclip epoch {epoch + 1}/{cfg.epochs}",
-                   disable=not show, mininterval=5)  # fmt: skip
-        running = 0.0
-        for (micro, idx, global_n), (batch_images, caption_choice) in bar:
-            batch_texts = [texts[i][c] for i, c in zip(idx, caption_choice)]
-            pixels = preprocess(batch_images, spec).to(device)
-            if device.type == "cuda":
-                pixels = pixels.to(memory_format=torch.channels_last)
-            tok = _tokenize(tokenizer, batch_texts, spec.max_length).to(device)
-            with autocast(device):
-                out = ddp(**tok, pixel_values=pixels)
-                loss = clip_loss(gather(out.image_embeds, d), gather(out.text_embeds, d), model.logit_scale)
-            (loss / cfg.grad_accum).backward()
-            running += float(loss.detach()) / cfg.grad_accum
-            seen += global_n
-            if (micro + 1) % cfg.grad_accum == 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                losses.append(running)
-                bar.set_postfix(loss=f"{running:.3f}")
-                running = 0.0
-                step_count += 1
-                if checkpoints.due(step_count):
-                    state = {"epoch": epoch, "micro_step": micro + 1, "losses": losses, "seen": seen}
-                    checkpoints.save(state, step_count)
-    seconds = time.perf_counter() - start
+    fitted = fit(task, list(model.parameters()), schedule, d, device, key, checkpoint_dir, progress)
     after = retrieval(model, tokenizer, spec, store, val_keys, val_texts, device) if measure else {}
     store.close()
-    digests = all_digests(model, d)
+    digests = fitted.finish(model)
     if d.main:
         save_backbone(model.to("cpu"), tokenizer, spec, out_folder)
-    checkpoints.clear()
-    teardown(d)
+    seconds = fitted.seconds
     return StreetclipResult(
-        losses=losses,
+        losses=task.losses,
         retrieval_before=before,
         retrieval_after=after,
         train_pairs=len(train),
         seconds=seconds,
-        images_per_s=seen / seconds if seconds > 0 else 0.0,
-        extra={
-            "processes": d.world,
-            "rank_weight_digests": digests,
-            "resumed_at_step": resumed["global_step"] if resumed else 0,
-            "is_main": d.main,
-        },  # fmt: skip
+        images_per_s=task.seen / seconds if seconds > 0 else 0.0,
+        extra={"processes": d.world, "rank_weight_digests": digests, "resumed_at_step": fitted.resumed_at_step},
     )

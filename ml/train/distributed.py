@@ -5,7 +5,7 @@ training loops join a process group (gloo on CPU, nccl on GPU), wrap the trainab
 ``DistributedDataParallel`` and read their share of every global batch from
 ``DistributedBatchSampler``; as a plain process they run alone, through the same code. A
 training section's ``processes`` param says how many processes the asset starts: more than one
-and the asset launches ``torchrun`` itself (``launch``), on this machine, one process per GPU
+and the asset launches ``torchrun`` itself (``ml.stages.launch``), on this machine, one process per GPU
 (or CPU processes with gloo).
 
 ``batch_size`` is the **global** batch: each of W processes takes every W-th row of it, and the
@@ -30,8 +30,6 @@ import json
 import os
 import random
 import shutil
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -215,12 +213,6 @@ def set_rng_states(states: dict) -> None:
     torch.set_rng_state(states["torch"])
 
 
-def launch(asset: str, root: Path, processes: int, cuda: bool) -> None:
-    """Run ``python -m ml.train.launch <asset> <root>`` under torchrun with ``processes``
-    processes on this machine; raises when any process fails."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
-           "-m", "ml.train.launch", asset, str(root)]  # fmt: skip
-    env = dict(os.environ)
-    if not cuda:
-        env.setdefault("OMP_NUM_THREADS", "1")
-    subprocess.run(cmd, check=True, env=env, cwd=Path(__file__).resolve().parents[2])
+def main_rank() -> bool:
+    """Whether this process writes outputs: rank 0 under torchrun, always outside it."""
+    return int(os.environ.get("RANK", "0")) == 0

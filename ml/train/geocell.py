@@ -12,7 +12,6 @@ locations an epoch while the distances it stands for swing by thousands of km.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
@@ -20,12 +19,11 @@ from typing import ClassVar, Literal
 import numpy as np
 import pandas as pd
 import torch
-from tqdm import tqdm
 
-from ml.data.images import ImageStore, view_table
-from ml.eval.metrics import baselines, distance_summary
+from ml.data.images import ImageStore, ViewTable, view_table
 from ml.geo.haversine import haversine_km
-from ml.models.backbone import load_backbone, location_embedding, pick_device, preprocess
+from ml.geo.scores import distance_summary
+from ml.models.backbone import BackboneSpec, load_backbone, location_embedding, preprocess
 from ml.models.geocell import (
     GeocellModel,
     GeocellModelSpec,
@@ -34,17 +32,9 @@ from ml.models.geocell import (
     smooth_targets,
     soft_cross_entropy,
 )
-from ml.train.common import adamw, autocast, seed_everything, warmup_cosine
-from ml.train.distributed import (
-    Checkpoints,
-    DistributedBatchSampler,
-    all_digests,
-    device_for,
-    fingerprint,
-    setup,
-    teardown,
-    wrap,
-)
+from ml.train.common import autocast
+from ml.train.distributed import Dist, DistributedBatchSampler, fingerprint
+from ml.train.loop import Fitted, Schedule, Task, fit, start
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +128,7 @@ class TopAndHeads(torch.nn.Module):
         return self.model.heads(location_embedding(emb, mask))
 
 
-def all_sum(value: float, d) -> float:
+def all_sum(value: float, d: Dist) -> float:
     if not d.active:
         return value
     t = torch.tensor([value], dtype=torch.float64)
@@ -147,11 +137,175 @@ def all_sum(value: float, d) -> float:
 
 
 @dataclass
+class Split:
+    """One split's locations, their targets and their views."""
+
+    frame: pd.DataFrame
+    targets: Targets
+    views: ViewTable
+
+
+@dataclass
 class GeocellTrainResult:
     model: GeocellModel
     history: dict[str, list[float]]
     metrics: dict
     seconds: float
+    train: pd.DataFrame  # the locations trained on
+    val: pd.DataFrame  # the locations selected on
+
+
+class ViewEncoder:
+    """Trunk outputs for image rows of ``keys`` (the frozen trunk runs once per view and its
+    outputs are kept in memory when ``cache``)."""
+
+    def __init__(self, model: GeocellModel, store: ImageStore, keys, backbone: BackboneSpec, device, cache: bool):
+        self.model, self.store, self.keys, self.backbone = model, store, keys, backbone
+        self.device, self.cache, self.kept = device, cache, {}
+
+    def __call__(self, view_rows: np.ndarray) -> torch.Tensor:
+        todo = [r for r in dict.fromkeys(view_rows.tolist()) if r not in self.kept]
+        out = {}
+        for i in range(0, len(todo), 256):
+            chunk = todo[i : i + 256]
+            pixels = preprocess([self.store.read(self.keys[r]) for r in chunk], self.backbone).to(self.device)
+            with torch.no_grad(), autocast(self.device):
+                h = self.model.trunk(pixels).float()
+            for r, hr in zip(chunk, h):
+                out[r] = hr.cpu() if self.cache else hr
+        if self.cache:
+            self.kept.update(out)
+            out = self.kept
+        return torch.stack([out[r] for r in view_rows.tolist()]).to(self.device)
+
+
+class GeocellTask(Task):
+    """PIGEON's geocell objective for ``ml.train.loop``: haversine-smoothed cell labels plus the
+    weighted auxiliary heads; each epoch ends with val metrics and selection on GeoGuessr score."""
+
+    name = "geocell_model"
+
+    def __init__(self, model, encoder, train: Split, val: Split, soft, cells: pd.DataFrame, aux, cfg, d, device):
+        self.model, self.module, self.encode = model, TopAndHeads(model), encoder
+        self.train, self.val, self.soft, self.aux, self.cfg, self.d, self.device = train, val, soft, aux, cfg, d, device
+        ordered = cells.sort_values("cell_id")
+        self.centroids = ordered[["centroid_lat", "centroid_lon"]].to_numpy(np.float64)
+        self.cell_country = ordered["country"].astype(str).to_numpy() if "country" in ordered else None
+        self.sampler = DistributedBatchSampler(len(train.frame), cfg.batch_size, d, cfg.seed, drop_last=False)
+        self.history: dict[str, list[float]] = {"train_loss": [], "val_top1": [], "val_top5": [], "val_geoguessr": []}
+        self.best, self.best_state, self.best_metrics, self.stale, self.total = -1.0, None, {}, 0, 0.0
+
+    def forward(self, index: np.ndarray, mask: np.ndarray, module=None) -> dict[str, torch.Tensor]:
+        flat = np.where(mask, index, index[:, :1]).ravel()
+        with autocast(self.device):
+            return (module or self.module)(self.encode(flat), torch.from_numpy(mask).to(self.device))
+
+    def micro_steps(self) -> int:
+        return self.sampler.steps()
+
+    def plan(self, epoch: int, first: int) -> list:
+        return list(self.sampler(epoch, first))
+
+    def start_epoch(self, epoch: int, first: int) -> None:
+        if first == 0:
+            self.total = 0.0
+
+    def loss(self, ddp, rows, _, global_n: int) -> tuple[torch.Tensor, float]:
+        """The batch's mean loss, scaled by this process's share of the global batch x W so that
+        DDP's averaged gradients are the global batch's."""
+        d, t, views = self.d, self.train.targets, self.train.views
+        out = self.forward(views.index[rows], views.mask[rows], ddp)
+        loss = soft_cross_entropy(out["cells"], self.soft[rows].to(self.device)) * (len(rows) * d.world / global_n)
+        weights = asdict(self.cfg.aux)  # heads left out are not in aux
+        for name in self.aux:
+            target = torch.from_numpy(getattr(t, name)[rows]).to(self.device)
+            regression = name in ("elevation", "population")
+            known = torch.isfinite(target) if regression else target >= 0
+            # the global batch's known rows (x W: DDP averages the W processes' gradients)
+            count = all_sum(float(known.sum()), d) / d.world if d.active else None
+            if regression:
+                loss = loss + weights[name] * masked_mse(out[name], target.float(), count)
+            else:
+                loss = loss + weights[name] * masked_cross_entropy(out[name], target, count)
+        return loss, loss.item() * global_n / d.world  # summed over processes at the epoch's end
+
+    def stepped(self, loss: float) -> None:
+        self.total += loss
+
+    @torch.no_grad()
+    def evaluate(self, split: Split) -> dict[str, float]:
+        """Val metrics of the top cell's centroid (% within each radius, median km, score), its
+        country, cell top-1 / top-5 and each auxiliary head's accuracy or error."""
+        self.model.eval()
+        index, mask, t, frame = split.views.index, split.views.mask, split.targets, split.frame
+        logits, aux_out = [], {n: [] for n in self.aux}
+        for i in range(0, len(index), 256):
+            out = self.forward(index[i : i + 256], mask[i : i + 256])
+            logits.append(out["cells"].cpu())
+            for n in self.aux:
+                aux_out[n].append(out[n].cpu())
+        if not logits:
+            return {}
+        top5 = torch.cat(logits).topk(min(5, logits[0].shape[1]), dim=1).indices.numpy()
+        guess = top5[:, 0]
+        d = haversine_km(frame["lat"], frame["lon"], self.centroids[guess, 0], self.centroids[guess, 1])
+        metrics = {"top1": float(np.mean(guess == t.cell)), "top5": float(np.mean((top5 == t.cell[:, None]).any(1)))}
+        metrics |= distance_summary(d)
+        if self.cell_country is not None and "adm0_a3" in frame:  # % like the report's
+            truth = frame["adm0_a3"].astype(str).to_numpy()
+            metrics["country_accuracy"] = float(np.mean(self.cell_country[guess] == truth) * 100)
+        stats = self.model.spec.stats
+        for n in self.aux:
+            pred, target = torch.cat(aux_out[n]).numpy(), getattr(t, n)
+            regression = n in ("elevation", "population")
+            known = np.isfinite(target) if regression else target >= 0
+            if not known.any():
+                continue  # e.g. no capture month known: no metric rather than a made-up 0
+            if regression:
+                metrics[f"{n}_mae"] = float(np.mean(np.abs(pred[known] - target[known])) * stats[f"{n}_std"])
+            else:
+                metrics[f"{n}_accuracy"] = float(np.mean(pred[known].argmax(1) == target[known]))
+        return metrics
+
+    def end_epoch(self, epoch: int) -> bool:
+        metrics, h = self.evaluate(self.val), self.history
+        h["train_loss"].append(all_sum(self.total, self.d) / max(1, len(self.train.frame)))
+        for name, key in (("val_top1", "top1"), ("val_top5", "top5"), ("val_geoguessr", "geoguessr")):
+            h[name].append(metrics.get(key, 0.0))
+        log.info("epoch %d: loss %.4f val %s", epoch + 1, h["train_loss"][-1], metrics)
+        if metrics.get("geoguessr", 0.0) > self.best:
+            self.best, self.best_metrics, self.stale = metrics.get("geoguessr", 0.0), metrics, 0
+            self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        else:
+            self.stale += 1
+        return self.stale >= self.cfg.patience
+
+    def state(self) -> dict:
+        keep = ("history", "best", "best_metrics", "stale", "best_state", "total")
+        return {k: getattr(self, k) for k in keep}
+
+    def restore(self, state: dict) -> None:
+        for k, v in state.items():
+            setattr(self, k, v)
+
+
+def select(locations: pd.DataFrame, images: pd.DataFrame, train_cell: dict[str, int]):
+    """The train locations that have views and a cell, and the val locations that have views."""
+    has_views = locations["id"].astype(str).isin(set(images["location_id"].astype(str)))
+    train = locations[(locations["split"] == "train") & has_views].reset_index(drop=True)
+    val = locations[(locations["split"] == "val") & has_views].reset_index(drop=True)
+    return train[train["id"].astype(str).isin(train_cell.keys())].reset_index(drop=True), val
+
+
+def heads_to_train(cfg: GeocellModelConfig, train: pd.DataFrame) -> list[str]:
+    """The auxiliary heads with a weight, less those no training location has a target for
+    (such a head would only learn noise)."""
+    aux = [name for name, w in asdict(cfg.aux).items() if w > 0]
+    unknown = {"month": train["month"].isna().all(), "koppen": train["koppen_id"].isna().all()}
+    dropped = [name for name in aux if unknown.get(name, False)]
+    if dropped:
+        log.warning("no training location has a known %s: the head is left out", ", ".join(dropped))
+    return [name for name in aux if name not in dropped]
 
 
 def train_geocell_model(
@@ -169,25 +323,11 @@ def train_geocell_model(
     """Train on the train split, select on val. ``train_cell`` maps train ids to their cells;
     ``lookup(lat, lon)`` gives any location's cell. Distributed under torchrun (each process
     evaluates val in full, so every process takes the same early-stopping decisions), resumable
-    from ``checkpoint_dir`` (``ml.train.distributed``)."""
-    seed_everything(cfg.seed)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    device = pick_device(cfg.device)
-    d = setup(device)
-    device = device_for(d, device)
+    from ``checkpoint_dir`` (``ml.train.loop``)."""
+    d, device = start(cfg.seed, cfg.threads, cfg.device)
     clip, _, backbone = load_backbone(streetclip_folder)
-    aux = [name for name, w in asdict(cfg.aux).items() if w > 0]
-    has_views = locations["id"].astype(str).isin(set(images["location_id"].astype(str)))
-    train = locations[(locations["split"] == "train") & has_views].reset_index(drop=True)
-    val = locations[(locations["split"] == "val") & has_views].reset_index(drop=True)
-    train = train[train["id"].astype(str).isin(train_cell.keys())].reset_index(drop=True)
+    train, val = select(locations, images, train_cell)
     stats = regression_stats(train)
-    unknown = {"month": train["month"].isna().all(), "koppen": train["koppen_id"].isna().all()}
-    dropped = [name for name in aux if unknown.get(name, False)]
-    if dropped:  # a head with no known target in training would only learn noise
-        log.warning("no training location has a known %s: the head is left out", ", ".join(dropped))
-        aux = [name for name in aux if name not in dropped]
     spec = GeocellModelSpec(
         vision_config=clip.config.vision_config.to_dict(),
         projection_dim=clip.config.projection_dim,
@@ -195,7 +335,7 @@ def train_geocell_model(
         head=cfg.head,
         head_hidden=cfg.head_hidden,
         trainable_layers=cfg.trainable_layers,
-        aux=aux,
+        aux=heads_to_train(cfg, train),
         backbone=asdict(backbone),
         stats=stats,
         views=cfg.views,
@@ -203,198 +343,35 @@ def train_geocell_model(
     model = GeocellModel.from_clip(clip, spec).to(device)
     model.freeze_trunk()
     del clip
-
     ordered = cells.sort_values("cell_id")
     centroids = ordered[["centroid_lat", "centroid_lon"]].to_numpy(np.float64)
-    cell_country = ordered["country"].astype(str).to_numpy() if "country" in ordered else None
     t_train = build_targets(train, np.array([train_cell[str(i)] for i in train["id"]]), stats)
     t_val = build_targets(val, lookup(val["lat"].to_numpy(), val["lon"].to_numpy()), stats)
     if cfg.labels == "haversine":
         soft = smooth_targets(t_train.cell, train["lat"].to_numpy(), train["lon"].to_numpy(), centroids, cfg.tau_km)
     else:
         soft = np.eye(len(cells))[t_train.cell]
-    soft = torch.tensor(soft, dtype=torch.float32)
-
     store = ImageStore(store_folder)
     tr_views, va_views = view_table(train["id"], images, cfg.views), view_table(val["id"], images, cfg.views)
-    keys = tr_views.keys  # both tables index the same image rows
-    tr_index, tr_mask = tr_views.index, tr_views.mask
-    va_index, va_mask = va_views.index, va_views.mask
-    cache: dict[int, torch.Tensor] = {}
-
-    def hidden_for(view_rows: np.ndarray) -> torch.Tensor:
-        """Trunk outputs for image rows (cached when cache_trunk)."""
-        todo = [r for r in dict.fromkeys(view_rows.tolist()) if r not in cache]
-        out = {}
-        for i in range(0, len(todo), 256):
-            chunk = todo[i : i + 256]
-            pixels = preprocess([store.read(keys[r]) for r in chunk], backbone).to(device)
-            with torch.no_grad(), autocast(device):
-                h = model.trunk(pixels).float()
-            for r, hr in zip(chunk, h):
-                out[r] = hr.cpu() if cfg.cache_trunk else hr
-        if cfg.cache_trunk:
-            cache.update(out)
-            out = cache
-        return torch.stack([out[r] for r in view_rows.tolist()]).to(device)
-
-    trainable = TopAndHeads(model)
-
-    def forward(index: np.ndarray, mask: np.ndarray, module=trainable) -> dict[str, torch.Tensor]:
-        b, v = index.shape
-        flat = np.where(mask, index, index[:, :1]).ravel()
-        with autocast(device):
-            return module(hidden_for(flat), torch.from_numpy(mask).to(device))
-
-    def loss_of(out, t: Targets, rows: np.ndarray, soft_rows: torch.Tensor | None, scale: float = 1.0):
-        """The batch's mean loss; ``scale`` = this process's share of the global batch x W, so that
-        DDP's averaged gradients are the global batch's."""
-        loss = soft_cross_entropy(out["cells"], soft_rows.to(device)) * scale
-        weights = asdict(cfg.aux)  # heads left out above are not in aux
-        for name in aux:
-            target = torch.from_numpy(getattr(t, name)[rows]).to(device)
-            regression = name in ("elevation", "population")
-            known = torch.isfinite(target) if regression else target >= 0
-            # the global batch's known rows (x W: DDP averages the W processes' gradients)
-            count = all_sum(float(known.sum()), d) / d.world if d.active else None
-            if regression:
-                loss = loss + weights[name] * masked_mse(out[name], target.float(), count)
-            else:
-                loss = loss + weights[name] * masked_cross_entropy(out[name], target, count)
-        return loss
-
-    @torch.no_grad()
-    def evaluate(index, mask, t: Targets, frame: pd.DataFrame) -> dict[str, float]:
-        model.eval()
-        logits, aux_out = [], {n: [] for n in aux}
-        for i in range(0, len(index), 256):
-            out = forward(index[i : i + 256], mask[i : i + 256])
-            logits.append(out["cells"].cpu())
-            for n in aux:
-                aux_out[n].append(out[n].cpu())
-        if not logits:
-            return {}
-        logits = torch.cat(logits)
-        top5 = logits.topk(min(5, logits.shape[1]), dim=1).indices.numpy()
-        guess = top5[:, 0]
-        d = haversine_km(frame["lat"], frame["lon"], centroids[guess, 0], centroids[guess, 1])
-        metrics = {
-            "top1": float(np.mean(guess == t.cell)),
-            "top5": float(np.mean((top5 == t.cell[:, None]).any(1))),
-        } | distance_summary(d)  # % within each radius (the top cell's centroid), median km, score
-        if cell_country is not None and "adm0_a3" in frame:  # the top cell's country, % like the report's
-            truth = frame["adm0_a3"].astype(str).to_numpy()
-            metrics["country_accuracy"] = float(np.mean(cell_country[guess] == truth) * 100)
-        for n in aux:
-            pred = torch.cat(aux_out[n]).numpy()
-            target = getattr(t, n)
-            known = np.isfinite(target) if n in ("elevation", "population") else target >= 0
-            if not known.any():
-                continue  # e.g. no capture month known: no metric rather than a made-up 0
-            if n in ("elevation", "population"):
-                scale = stats[f"{n}_std"]
-                metrics[f"{n}_mae"] = float(np.mean(np.abs(pred[known] - target[known])) * scale)
-            else:
-                metrics[f"{n}_accuracy"] = float(np.mean(pred[known].argmax(1) == target[known]))
-        return metrics
-
-    untrained = evaluate(va_index, va_mask, t_val, val)
+    encoder = ViewEncoder(model, store, tr_views.keys, backbone, device, cfg.cache_trunk)  # both index these rows
+    soft = torch.tensor(soft, dtype=torch.float32)
+    splits = Split(train, t_train, tr_views), Split(val, t_val, va_views)
+    task = GeocellTask(model, encoder, *splits, soft, cells, spec.aux, cfg, d, device)
+    untrained = task.best_metrics = task.evaluate(task.val)
     counts = np.bincount(t_train.cell, minlength=len(cells))
     most_frequent = float(np.mean(t_val.cell == counts.argmax())) if len(val) else 0.0
 
-    params = [p for p in model.parameters() if p.requires_grad]
-    sampler = DistributedBatchSampler(len(train), cfg.batch_size, d, cfg.seed, drop_last=False)
-    steps = max(1, sampler.steps()) * cfg.epochs
-    optimizer = adamw(params, cfg.lr, cfg.weight_decay)
-    scheduler = warmup_cosine(optimizer, int(cfg.warmup_fraction * steps), steps)
-    history: dict[str, list[float]] = {"train_loss": [], "val_top1": [], "val_top5": [], "val_geoguessr": []}
-    best, best_state, best_metrics, stale = -1.0, None, untrained, 0
+    schedule = Schedule(cfg.epochs, cfg.lr, cfg.weight_decay, cfg.warmup_fraction, cfg.checkpoint_every)
     key = fingerprint(asdict(cfg), d.world, train["id"].astype(str).tolist(), t_train.cell.tolist(), len(cells))
-    checkpoints = Checkpoints(checkpoint_dir, cfg.checkpoint_every, d, key, model, optimizer, scheduler)
-
-    def bookkeeping(epoch: int, step: int, epoch_loss: float) -> dict:
-        return {"epoch": epoch, "step": step, "history": history, "best": best, "best_metrics": best_metrics,
-                "stale": stale, "best_state": best_state, "epoch_loss": epoch_loss}  # fmt: skip
-
-    start_epoch, start_step, step_count, total = 0, 0, 0, 0.0
-    resumed = checkpoints.load()
-    if resumed:
-        start_epoch, start_step, step_count = resumed["epoch"], resumed["step"], resumed["global_step"]
-        history, best, best_metrics, stale = (
-            resumed["history"],
-            resumed["best"],
-            resumed["best_metrics"],
-            resumed["stale"],
-        )
-        best_state, total = resumed["best_state"], resumed["epoch_loss"]
-        log.info("geocell_model: resumed at epoch %d, step %d", start_epoch + 1, step_count)
-    ddp = wrap(trainable, d, device)
-    start = time.perf_counter()
-    stopped = bool(resumed and resumed.get("stopped"))
-    for epoch in range(start_epoch, 0 if stopped else cfg.epochs):
-        model.train()
-        first = start_step if epoch == start_epoch else 0
-        if first == 0:
-            total = 0.0
-        plan = list(sampler(epoch, first))
-        show = progress and d.main
-        for step, rows, global_n in tqdm(plan, desc=f"geocell_model epoch {epoch + 1}/{cfg.epochs}",
-                                         disable=not show, mininterval=5):  # fmt: skip
-            out = forward(tr_index[rows], tr_mask[rows], ddp)
-            loss = loss_of(out, t_train, rows, soft[rows], scale=len(rows) * d.world / global_n)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
-            scheduler.step()
-            step_count += 1
-            total += loss.item() * global_n / d.world  # summed over processes below
-            if checkpoints.due(step_count) and step + 1 < len(plan) + first:
-                checkpoints.save(bookkeeping(epoch, step + 1, total), step_count)
-        metrics = evaluate(va_index, va_mask, t_val, val)
-        history["train_loss"].append(all_sum(total, d) / max(1, len(train)))
-        history["val_top1"].append(metrics.get("top1", 0.0))
-        history["val_top5"].append(metrics.get("top5", 0.0))
-        history["val_geoguessr"].append(metrics.get("geoguessr", 0.0))
-        log.info("epoch %d: loss %.4f val %s", epoch + 1, history["train_loss"][-1], metrics)
-        if metrics.get("geoguessr", 0.0) > best:
-            best, best_metrics, stale = metrics.get("geoguessr", 0.0), metrics, 0
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        else:
-            stale += 1
-        done = stale >= cfg.patience
-        if checkpoints.enabled:  # every epoch's end, with the early-stopping state
-            checkpoints.save(bookkeeping(epoch + 1, 0, 0.0) | {"stopped": done}, step_count)
-        if done:
-            break
-    seconds = time.perf_counter() - start
+    params = [p for p in model.parameters() if p.requires_grad]
+    fitted: Fitted = fit(task, params, schedule, d, device, key, checkpoint_dir, progress)
     store.close()
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    digests = all_digests(model, d)
-    checkpoints.clear()
-    teardown(d)
+    if task.best_state is not None:
+        model.load_state_dict(task.best_state)
+    digests = fitted.finish(model)
     model.to("cpu").eval()
-    medoid = (
-        baselines(
-            val["lat"], val["lon"], train["lat"], train["lon"], cfg.seed, train.get("country"), val.get("country")
-        )
-        if len(val) and len(train)
-        else {}
-    )
-    metrics = {
-        "val": best_metrics,
-        "val_train_medoid": medoid.get("train_medoid", {}),  # the no-skill baselines on the same val locations
-        "val_largest_country": medoid.get("largest_country", {}),
-        "val_untrained": untrained,
-        "val_most_frequent_cell_top1": most_frequent,
-        "epochs_run": len(history["train_loss"]),
-        "train_locations": len(train),
-        "val_locations": len(val),
-        "cells": len(cells),
-        "aux_heads": aux,
-        "processes": d.world,
-        "rank_weight_digests": digests,
-        "resumed_at_step": resumed["global_step"] if resumed else 0,
-    }
-    return GeocellTrainResult(model=model, history=history, metrics=metrics, seconds=seconds)
+    metrics = {"val": task.best_metrics, "val_untrained": untrained, "val_most_frequent_cell_top1": most_frequent}
+    metrics |= {"epochs_run": len(task.history["train_loss"]), "train_locations": len(train), "val_locations": len(val)}
+    metrics |= {"cells": len(cells), "aux_heads": spec.aux, "processes": d.world, "rank_weight_digests": digests}
+    metrics["resumed_at_step"] = fitted.resumed_at_step
+    return GeocellTrainResult(model, task.history, metrics, fitted.seconds, train, val)

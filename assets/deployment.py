@@ -10,10 +10,11 @@ A training step with ``processes`` > 1 starts torchrun inside its pod (one proce
 """
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import ClassVar
 
 from ml.config import load_config
+from ml.data.views import ImagesConfig
 from ml.paths import Paths
 
 DEPLOYMENTS = ("local", "k8s")
@@ -54,8 +55,6 @@ def _config() -> DeploymentConfig:
 
 
 def _calls_api() -> bool:
-    from ml.data.views import ImagesConfig
-
     return load_config(ImagesConfig, Paths.from_env().params).source == "streetview"
 
 
@@ -99,8 +98,3 @@ def executor_config(cfg: DeploymentConfig) -> dict:
         "volumes": [{"name": "roost-data", "persistentVolumeClaim": {"claimName": cfg.data_claim}}],
         "volume_mounts": [{"name": "roost-data", "mountPath": cfg.mount_path}],
     }
-
-
-def describe() -> dict:
-    """What the deployment resolves to (for the README and the tests)."""
-    return {"deployment": deployment(), "config": asdict(_config())}
