@@ -94,3 +94,12 @@ def test_a_typo_anywhere_is_an_error_naming_the_key(tmp_path, edit, message):
     assert message in str(e.value)
     if "pigeotto" in message:
         assert "bach_size" in str(e.value)
+
+
+def test_the_base_values_are_the_default_profiles():
+    """The number on a line of params.yaml is the number `make run` (the default profile) uses:
+    no section overrides anything for the default profile."""
+    repo = yaml.safe_load((REPO / "params.yaml").read_text())
+    assert repo["profile"] == "default"
+    overridden = [s for s, v in repo.items() if isinstance(v, dict) and "default" in (v.get("profiles") or {})]
+    assert overridden == []

@@ -230,6 +230,13 @@ class ViewTable:
     def read(self, store: ImageStore, k: int) -> list[np.ndarray]:
         return [store.read(key) for key in self.keys_of(k)]
 
+    def flat_rows(self, locations: np.ndarray | slice) -> tuple[np.ndarray, np.ndarray]:
+        """(image rows, mask) of some locations: (B * V,) rows into ``keys``, a location's
+        padding filled with its first view (so every row can be read; the mask drops them),
+        and the (B, V) mask to average the views with."""
+        index, mask = self.index[locations], self.mask[locations]
+        return np.where(mask, index, index[:, :1]).ravel(), mask
+
 
 def view_table(location_ids: Iterable, images: pd.DataFrame, views: int = 0) -> ViewTable:
     """The one map from locations to their stored views, used by training, prototypes and

@@ -92,14 +92,12 @@ def location_embeddings(model, images: pd.DataFrame, ids: list[str], store, batc
     """Each location's embedding (mean of its views') through the trained geocell model."""
     spec = BackboneSpec(**model.spec.backbone)
     table = view_table(ids, images, model.spec.views)
-    index, mask, keys = table.index, table.mask, table.keys
     out = []
     model.eval()
     for i in range(0, len(ids), batch_size):
-        idx, m = index[i : i + batch_size], mask[i : i + batch_size]
-        flat = np.where(m, idx, idx[:, :1]).ravel()
-        pixels = preprocess([store.read(keys[r]) for r in flat], spec)
-        emb = model.embed_views(pixels).view(len(idx), idx.shape[1], -1)
+        flat, m = table.flat_rows(slice(i, i + batch_size))
+        pixels = preprocess([store.read(table.keys[r]) for r in flat], spec)
+        emb = model.embed_views(pixels).view(m.shape[0], m.shape[1], -1)
         out.append(location_embedding(emb, torch.from_numpy(m)).numpy())
     return np.concatenate(out) if out else np.zeros((0, model.spec.projection_dim), np.float32)
 

@@ -195,8 +195,8 @@ class GeocellTask(Task):
         self.history: dict[str, list[float]] = {"train_loss": [], "val_top1": [], "val_top5": [], "val_geoguessr": []}
         self.best, self.best_state, self.best_metrics, self.stale, self.total = -1.0, None, {}, 0, 0.0
 
-    def forward(self, index: np.ndarray, mask: np.ndarray, module=None) -> dict[str, torch.Tensor]:
-        flat = np.where(mask, index, index[:, :1]).ravel()
+    def forward(self, views: ViewTable, locations, module=None) -> dict[str, torch.Tensor]:
+        flat, mask = views.flat_rows(locations)
         with autocast(self.device):
             return (module or self.module)(self.encode(flat), torch.from_numpy(mask).to(self.device))
 
@@ -213,8 +213,8 @@ class GeocellTask(Task):
     def loss(self, ddp, rows, _, global_n: int) -> tuple[torch.Tensor, float]:
         """The batch's mean loss, scaled by this process's share of the global batch x W so that
         DDP's averaged gradients are the global batch's."""
-        d, t, views = self.d, self.train.targets, self.train.views
-        out = self.forward(views.index[rows], views.mask[rows], ddp)
+        d, t = self.d, self.train.targets
+        out = self.forward(self.train.views, rows, ddp)
         loss = soft_cross_entropy(out["cells"], self.soft[rows].to(self.device)) * (len(rows) * d.world / global_n)
         weights = asdict(self.cfg.aux)  # heads left out are not in aux
         for name in self.aux:
@@ -237,10 +237,10 @@ class GeocellTask(Task):
         """Val metrics of the top cell's centroid (% within each radius, median km, score), its
         country, cell top-1 / top-5 and each auxiliary head's accuracy or error."""
         self.model.eval()
-        index, mask, t, frame = split.views.index, split.views.mask, split.targets, split.frame
+        t, frame = split.targets, split.frame
         logits, aux_out = [], {n: [] for n in self.aux}
-        for i in range(0, len(index), 256):
-            out = self.forward(index[i : i + 256], mask[i : i + 256])
+        for i in range(0, len(frame), 256):
+            out = self.forward(split.views, slice(i, i + 256))
             logits.append(out["cells"].cpu())
             for n in self.aux:
                 aux_out[n].append(out[n].cpu())
