@@ -3,19 +3,9 @@
 import dagster as dg
 
 from orchestration.definitions import defs
+from tests.conftest import STAGES
 
-CHAIN = {
-    "raw_locations",
-    "enriched_locations",
-    "location_images",
-    "captions",
-    "geocells",
-    "streetclip",
-    "geocell_model",
-    "prototypes",
-    "model_bundle",
-    "benchmark_report",
-}
+CHAIN = set(STAGES)
 
 
 def test_definitions_load():

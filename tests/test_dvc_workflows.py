@@ -14,22 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, STAGES
 
 pytestmark = pytest.mark.xdist_group("dvc")  # one worker runs them all: they share the repo fixture
 DVC = REPO / ".venv-dvc" / "bin" / "dvc"
-STAGES = [
-    "raw_locations",
-    "enriched_locations",
-    "location_images",
-    "captions",
-    "geocells",
-    "streetclip",
-    "geocell_model",
-    "prototypes",
-    "model_bundle",
-    "benchmark_report",
-]
 
 
 def sh(cmd: list, cwd: Path, env: dict, timeout: int = 900) -> str:

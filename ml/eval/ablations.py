@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 from ml.config import active_profile, read_params
-from ml.eval.report import markdown_html
+from ml.eval.report import METRICS_FILE, ORDER, markdown_html
 from ml.paths import Paths
 
 VARIANTS: dict[str, tuple[str, list[str]]] = {
@@ -36,19 +36,14 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
         [f"geocell_model.aux.{h}=0" for h in ("koppen", "landcover", "elevation", "population", "month")],
     ),
 }
-METRICS = [
-    "within_1km",
-    "within_25km",
-    "within_200km",
-    "within_750km",
-    "within_2500km",
-    "median_km",
-    "geoguessr",
-    "country_accuracy",
-    "admin1_accuracy",
-    "cell_top1",
-]
-METRICS_FILE = "data/benchmark_report/metrics.json"
+METRICS = ORDER[:-1]  # the report's metrics but top-5
+REPORT = "benchmark_report"  # the stage whose metrics the variants compare
+
+
+def report_metrics(paths: Paths, relative: bool = False) -> Path | str:
+    """The report's DVC metrics file (``relative``: as ``dvc exp show`` names it)."""
+    path = paths.asset_dir(REPORT) / METRICS_FILE
+    return str(path.relative_to(paths.root)) if relative else path
 
 
 def dvc_binary(root: Path) -> str:
@@ -96,7 +91,7 @@ def experiment_metrics(root: Path, dvc: str) -> dict[str, dict]:
         if isinstance(node, dict):
             name = node.get("name")
             data = node.get("data") or {}
-            metrics = (data.get("metrics") or {}).get(METRICS_FILE, {}).get("data")
+            metrics = (data.get("metrics") or {}).get(report_metrics(Paths(root), relative=True), {}).get("data")
             if name and metrics:
                 out[name] = metrics
             for v in node.values():
@@ -172,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"roost ablations: unknown variant(s) {unknown}; known: {', '.join(VARIANTS)}", file=sys.stderr)
         return 2
     dvc = dvc_binary(root)
-    full_file = root / METRICS_FILE
+    full_file = report_metrics(Paths(root))
     if not full_file.exists():
         print(f"roost ablations: {full_file} missing: run `make run` first (the full model)", file=sys.stderr)
         return 2

@@ -12,6 +12,7 @@ import pandas as pd
 
 from ml.eval.evaluate import SetResult
 from ml.geo.maps import figure_png, finish_png, world_axes
+from ml.geo.scores import RADII_KM
 
 # PIGEON's published figures (Haas et al., CVPR 2024, arXiv 2307.05845), for context only:
 # a different task and data than Roost's embedded default.
@@ -26,19 +27,8 @@ PAPER = [
         "within_2500km": 85.3,
     },
 ]
-ORDER = [
-    "within_1km",
-    "within_25km",
-    "within_200km",
-    "within_750km",
-    "within_2500km",
-    "median_km",
-    "geoguessr",
-    "country_accuracy",
-    "admin1_accuracy",
-    "cell_top1",
-    "cell_top5",
-]
+ORDER = [f"within_{r}km" for r in RADII_KM] + ["median_km", "geoguessr"]  # the metrics tables' rows, in order
+ORDER += ["country_accuracy", "admin1_accuracy", "cell_top1", "cell_top5"]
 
 
 def error_curve(result: SetResult) -> pd.DataFrame:
@@ -91,17 +81,7 @@ def metric_table(result: SetResult) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-ZERO_SHOT_ORDER = [
-    "within_1km",
-    "within_25km",
-    "within_200km",
-    "within_750km",
-    "within_2500km",
-    "median_km",
-    "geoguessr",
-    "country_accuracy",
-    "admin1_accuracy",
-]
+ZERO_SHOT_ORDER = ORDER[:-2]  # zero-shot guesses name no cell
 
 
 def zero_shot_table(result: SetResult) -> pd.DataFrame:
@@ -216,6 +196,9 @@ def markdown_html(markdown: str, title: str) -> str:
     flush_table()
     style = "body{font-family:sans-serif;max-width:60em;margin:auto}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px}"  # noqa: E501
     return f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{style}</style></head><body>{chr(10).join(out)}</body></html>"  # noqa: E501
+
+
+METRICS_FILE = "metrics.json"  # metrics_json's file in the report's folder (DVC metrics)
 
 
 def metrics_json(results: list[SetResult]) -> dict:

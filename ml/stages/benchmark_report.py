@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from ml.eval.evaluate import ReportConfig, SetResult, evaluate_holdout, evaluate_manifest
-from ml.eval.report import error_curve, metrics_json, write_report
+from ml.eval.report import METRICS_FILE, error_curve, metrics_json, write_report
 from ml.eval.zeroshot import ZeroShot, load_clip
 from ml.paths import Paths
 from ml.predict import Geolocator
@@ -41,7 +41,7 @@ def write_reports(
     for r in results:
         files[r.name] = write_report(r, out / reports, geo.image_domain, countries, ablations)["html"]
         error_curve(r).to_csv(out / f"error_curve_{r.name}.csv", index=False)
-    (out / "metrics.json").write_text(json.dumps(metrics_json(results), indent=2))
+    (out / METRICS_FILE).write_text(json.dumps(metrics_json(results), indent=2))
     return files
 
 
