@@ -41,12 +41,13 @@ run: install
 
 repro: run
 
-# The UI test drives Debian's headless Chromium; CI (root) installs it here.
+# Debian tools the tests use as independent oracles: headless Chromium (the UI test) and
+# exiftool (the privacy tests); CI (root) installs them here.
 browser:
-	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null && command -v exiftool >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ]; then DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
-	  else echo "the UI test needs Debian's chromium and chromium-driver: sudo apt-get install chromium chromium-driver"; fi; }
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver libimage-exiftool-perl >/dev/null; \
+	  else echo "the UI and privacy tests need Debian's chromium, chromium-driver and libimage-exiftool-perl: sudo apt-get install chromium chromium-driver libimage-exiftool-perl"; fi; }
 
 test: $(VENV)/.installed $(DVC_VENV)/.installed browser
 	$(BIN)/ruff check .

@@ -14,6 +14,7 @@ LAYERS = [
     ("ml", "ml.config", "ml.paths", "ml.store", "ml.timing", "ml.landing"),
     ("ml.geo",),
     ("ml.data",),
+    ("ml.privacy",),
     ("ml.models",),
     ("ml.train", "ml.eval"),  # beside each other: neither imports the other
     ("ml.refine",),
