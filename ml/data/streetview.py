@@ -94,6 +94,20 @@ def _atomic_write(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def _remove_stale_parts(cache: Path) -> None:
+    """Half-written downloads of processes that died mid-write (``.<name>.<pid>.part``); a live
+    process's own are left alone."""
+    for part in cache.rglob(".*.part") if cache.exists() else []:
+        pid = part.name.rsplit(".", 2)[-2]
+        if pid.isdigit() and int(pid) != os.getpid():
+            try:
+                os.kill(int(pid), 0)
+            except ProcessLookupError:
+                part.unlink(missing_ok=True)
+            except PermissionError:
+                pass  # another user's live process
+
+
 class StreetViewClient:
     """Metadata and images, cached, rate-limited, retried. ``key`` never leaves the query."""
 
@@ -105,6 +119,7 @@ class StreetViewClient:
         self.cfg, self._key, self.cache, self._sleep = cfg, key, Path(cache), sleep
         self.limiter = RateLimiter(cfg.requests_per_s, sleep=sleep)
         self.counts = {"metadata_requests": 0, "image_requests": 0, "retries": 0, "cached_images": 0}
+        _remove_stale_parts(self.cache)
 
     def redact(self, text: str) -> str:
         text = str(text)
