@@ -264,6 +264,31 @@ def _strip(args: argparse.Namespace) -> int:
     return 2 if not inputs or any("error" in r for r in records) else 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    """The local web page and API over one bundle (``ml.serve.app``), loaded once."""
+    import uvicorn  # lazy (module docstring)
+
+    from ml.bundle import BundleError
+    from ml.config import load_config
+    from ml.predict import Geolocator
+    from ml.serve.app import ServeConfig, build_app
+
+    cfg = load_config(ServeConfig, args.params)
+    try:
+        geo = Geolocator(args.bundle, device=args.device, threads=args.threads)
+    except BundleError as e:
+        print(f"roost: error: {e}", file=sys.stderr)
+        return 2
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(
+            f"roost: warning: listening on {args.host}: anyone who can reach this machine can use the page",
+            file=sys.stderr,
+        )
+    print(f"roost serve: http://{args.host}:{args.port}/ (bundle {args.bundle}; Ctrl-C stops)", file=sys.stderr)
+    uvicorn.run(build_app(geo, cfg), host=args.host, port=args.port, log_level="warning", access_log=False)
+    return 0
+
+
 def _table(results: list[dict]) -> str:
     lines = [f"{'input':40} {'lat':>9} {'lon':>10} {'country':8} {'admin1':24} {'radius_km':>9}"]
     for r in results:
@@ -343,6 +368,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="overwrite copies that exist")
     p.add_argument("--format", choices=["table", "json"], default="table")
     p.set_defaults(func=_strip)
+    p = sub.add_parser("serve", help="a local web page and API: geolocate and check photos")
+    p.add_argument("--bundle", default="data/model_bundle/bundle")
+    p.add_argument("--host", default="127.0.0.1", help="default: this machine only")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--params", default="params.yaml", help="params.yaml holding the serve section (upload limits)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=0)
+    p.set_defaults(func=_serve)
     return parser
 
 

@@ -19,6 +19,7 @@ from ml.geo.cells import GeocellsConfig
 from ml.landing import AutomationConfig
 from ml.refine.prototypes import PrototypesConfig
 from ml.refine.refine import RefineConfig
+from ml.serve.app import ServeConfig
 from ml.train.contrastive import StreetclipConfig
 from ml.train.geocell import GeocellModelConfig
 
@@ -40,6 +41,7 @@ def config_classes() -> tuple[type, ...]:
         ChecksConfig,
         AutomationConfig,
         DeploymentConfig,
+        ServeConfig,
     )
 
 

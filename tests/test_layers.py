@@ -21,6 +21,7 @@ LAYERS = [
     ("ml.bundle", "ml.model_card", "ml.checks"),
     ("ml.predict",),
     ("ml.stages",),
+    ("ml.serve",),
     ("ml.cli",),
     ("assets.resources", "assets.deployment", "assets.metadata"),  # what every asset imports
     ("assets",),
