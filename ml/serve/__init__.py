@@ -1,0 +1,1 @@
+"""roost serve: the local web page and API (``ml.serve.app``)."""
