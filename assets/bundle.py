@@ -6,10 +6,7 @@ import numpy as np
 from assets.deployment import pod_tags
 from assets.metadata import counts_table
 from assets.resources import RoostResource
-from ml.bundle import BundleConfig, read_manifest
-from ml.refine.prototypes import PrototypesConfig
-from ml.stages.model_bundle import run_model_bundle
-from ml.stages.prototypes import run_prototypes
+from ml.settings import BundleConfig, PrototypesConfig
 
 
 @dg.asset(
@@ -20,6 +17,8 @@ from ml.stages.prototypes import run_prototypes
 )
 def prototypes(context: dg.AssetExecutionContext, roost: RoostResource) -> dg.MaterializeResult:
     """Per geocell, OPTICS clusters of the training locations: mean embedding and location."""
+    from ml.stages.prototypes import run_prototypes
+
     paths, cfg = roost.paths(), roost.config(PrototypesConfig)
     protos, seconds = run_prototypes(paths, cfg)
     per_cell = np.bincount(protos.cell)
@@ -42,6 +41,9 @@ def prototypes(context: dg.AssetExecutionContext, roost: RoostResource) -> dg.Ma
 @dg.asset(group_name="models", kinds={"folder"}, deps=["geocell_model", "geocells", "prototypes"])
 def model_bundle(context: dg.AssetExecutionContext, roost: RoostResource) -> dg.MaterializeResult:
     """Everything inference needs, in one checksummed folder: what predict and the report load."""
+    from ml.bundle import read_manifest
+    from ml.stages.model_bundle import run_model_bundle
+
     paths, cfg = roost.paths(), roost.config(BundleConfig)
     folder, card = run_model_bundle(paths, cfg)
     manifest = read_manifest(folder)

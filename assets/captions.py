@@ -4,13 +4,14 @@ import dagster as dg
 
 from assets.metadata import counts_table
 from assets.resources import RoostResource
-from ml.data.captions import CaptionsConfig
-from ml.stages.captions import run_captions
+from ml.settings import CaptionsConfig
 
 
 @dg.asset(group_name="images", kinds={"duckdb"}, deps=["location_images", "enriched_locations"])
 def captions(context: dg.AssetExecutionContext, roost: RoostResource) -> dg.MaterializeResult:
     """PIGEON's synthetic captions for every stored view, for StreetCLIP pretraining."""
+    from ml.stages.captions import run_captions
+
     paths, cfg = roost.paths(), roost.config(CaptionsConfig)
     table, views = run_captions(paths, cfg)
     context.log.info(f"{len(table):,} captions for {views:,} views")

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from ml.config import load_config
-from ml.data.views import ImagesConfig
 from ml.paths import Paths
+from ml.settings import ImagesConfig
 
 DEPLOYMENTS = ("local", "k8s")
 K8S_CONFIG = "dagster-k8s/config"

@@ -5,15 +5,15 @@ import numpy as np
 
 from assets.metadata import counts_table, png
 from assets.resources import RoostResource
-from ml.data.enrich import EnrichConfig
-from ml.geo.cells import GeocellsConfig
-from ml.stages.geocells import run_geocells
+from ml.settings import EnrichConfig, GeocellsConfig
 
 
 @dg.asset(group_name="geocells", kinds={"geoparquet", "duckdb"}, deps=["enriched_locations"])
 def geocells(context: dg.AssetExecutionContext, roost: RoostResource) -> dg.MaterializeResult:
     """PIGEON's semantic geocells from the train split: admin units merged and split to size
     (or, with ``builder: naive``, border-blind boxes of equal point count: the ablation)."""
+    from ml.stages.geocells import run_geocells
+
     paths, cfg = roost.paths(), roost.config(GeocellsConfig)
     run = run_geocells(paths, cfg, roost.config(EnrichConfig).admin2)  # the one home of the admin-2 file setting
     cells, table = run.cells, run.cells.cells

@@ -5,8 +5,7 @@ import dagster as dg
 from assets.deployment import pod_tags
 from assets.metadata import counts_table, png
 from assets.resources import RoostResource
-from ml.data.views import ImagesConfig
-from ml.stages.location_images import run_location_images
+from ml.settings import ImagesConfig
 
 
 @dg.asset(
@@ -19,6 +18,8 @@ from ml.stages.location_images import run_location_images
 )
 def location_images(context: dg.AssetExecutionContext, roost: RoostResource) -> dg.MaterializeResult:
     """Each location's views (rendered terrain or the user's files), checked and stored in shards."""
+    from ml.stages.location_images import run_location_images
+
     paths, cfg = roost.paths(), roost.config(ImagesConfig)
 
     def progress(done: int, total: int) -> None:

@@ -4,15 +4,14 @@ import dagster as dg
 
 from assets.metadata import counts_table, png
 from assets.resources import RoostResource
-from ml.data.enrich import EnrichConfig
-from ml.data.sources import RawLocationsConfig
-from ml.stages.enriched_locations import run_enriched_locations
-from ml.stages.raw_locations import run_raw_locations
+from ml.settings import EnrichConfig, RawLocationsConfig
 
 
 @dg.asset(group_name="locations", kinds={"duckdb"})
 def raw_locations(context: dg.AssetExecutionContext, roost: RoostResource) -> dg.MaterializeResult:
     """Input locations from the configured source; every row accepted or rejected with a reason."""
+    from ml.stages.raw_locations import run_raw_locations
+
     paths, cfg = roost.paths(), roost.config(RawLocationsConfig)
     result = run_raw_locations(paths, cfg)
     context.log.info(f"{len(result.locations)} accepted, {len(result.rejected)} rejected of {result.n_input} rows")
@@ -33,6 +32,8 @@ def raw_locations(context: dg.AssetExecutionContext, roost: RoostResource) -> dg
 @dg.asset(group_name="locations", kinds={"duckdb"}, deps=["raw_locations"])
 def enriched_locations(context: dg.AssetExecutionContext, roost: RoostResource) -> dg.MaterializeResult:
     """Country, admin-1, town, climate, land cover, elevation, population and the spatial split."""
+    from ml.stages.enriched_locations import run_enriched_locations
+
     paths, cfg = roost.paths(), roost.config(EnrichConfig)
     run = run_enriched_locations(paths, cfg)
     result, locations = run.result, run.result.locations

@@ -6,16 +6,15 @@ import dagster as dg
 from assets.deployment import pod_tags
 from assets.metadata import png
 from assets.resources import RoostResource
-from ml.stages.geocell_model import curves_file
-from ml.stages.launch import run_training
-from ml.stages.streetclip import loss_file
-from ml.train.contrastive import StreetclipConfig
-from ml.train.geocell import GeocellModelConfig
+from ml.settings import GeocellModelConfig, StreetclipConfig
 
 
 @dg.asset(group_name="models", kinds={"pytorch"}, deps=["location_images", "captions"], op_tags=pod_tags("streetclip"))
 def streetclip(context: dg.AssetExecutionContext, roost: RoostResource) -> dg.MaterializeResult:
     """CLIP fine-tuned contrastively on (view, synthetic caption) pairs of the train split."""
+    from ml.stages.launch import run_training
+    from ml.stages.streetclip import loss_file
+
     paths, cfg = roost.paths(), roost.config(StreetclipConfig)
     m = run_training("streetclip", paths, cfg.processes, cfg.device)
     context.log.info(f"retrieval before {m['retrieval_before']} after {m['retrieval_after']}")
@@ -44,6 +43,9 @@ def streetclip(context: dg.AssetExecutionContext, roost: RoostResource) -> dg.Ma
 )
 def geocell_model(context: dg.AssetExecutionContext, roost: RoostResource) -> dg.MaterializeResult:
     """The geocell classifier: streetclip's last layer(s) + cell head + multi-task heads."""
+    from ml.stages.geocell_model import curves_file
+    from ml.stages.launch import run_training
+
     paths, cfg = roost.paths(), roost.config(GeocellModelConfig)
     m = run_training("geocell_model", paths, cfg.processes, cfg.device)
     val = m["val"]

@@ -5,9 +5,7 @@ import dagster as dg
 from assets.deployment import pod_tags
 from assets.metadata import png
 from assets.resources import RoostResource
-from ml.eval.evaluate import ReportConfig
-from ml.eval.report import curve_png, markdown_table, metric_table, zero_shot_table
-from ml.stages.benchmark_report import run_benchmark_report
+from ml.settings import ReportConfig
 
 
 @dg.asset(
@@ -19,6 +17,9 @@ from ml.stages.benchmark_report import run_benchmark_report
 def benchmark_report(context: dg.AssetExecutionContext, roost: RoostResource) -> dg.MaterializeResult:
     """PIGEON's metrics for the bundle on the holdout split and every user set in params, and
     the zero-shot rows of the CLIP models named in params (the streetclip asset by default)."""
+    from ml.eval.report import curve_png, markdown_table, metric_table, zero_shot_table
+    from ml.stages.benchmark_report import run_benchmark_report
+
     paths, cfg = roost.paths(), roost.config(ReportConfig)
     results = run_benchmark_report(paths, cfg)
     metadata = {}

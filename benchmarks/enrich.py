@@ -16,11 +16,12 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ml.config import load_config  # noqa: E402
-from ml.data.enrich import EnrichConfig, enrich_locations  # noqa: E402
-from ml.data.sources import RawLocationsConfig, load_raw_locations  # noqa: E402
+from ml.data.enrich import enrich_locations  # noqa: E402
+from ml.data.sources import load_raw_locations  # noqa: E402
 from ml.data.split import spatial_split  # noqa: E402
 from ml.geo.reference import ReferenceData  # noqa: E402
 from ml.paths import Paths  # noqa: E402
+from ml.settings import EnrichConfig, RawLocationsConfig  # noqa: E402
 from ml.store import write_tables  # noqa: E402
 
 

@@ -20,7 +20,8 @@ from ml.geo import boundaries, gazetteer  # noqa: E402, F401
 from ml.models.geocell import load_geocell_model  # noqa: E402
 from ml.paths import Paths  # noqa: E402
 from ml.predict import Geolocator  # noqa: E402
-from ml.refine.prototypes import PrototypesConfig, build_prototypes, location_embeddings  # noqa: E402
+from ml.refine.prototypes import build_prototypes, location_embeddings  # noqa: E402
+from ml.settings import PrototypesConfig  # noqa: E402
 from ml.stages.geocells import read_geocells  # noqa: E402
 from ml.stages.location_images import read_images  # noqa: E402
 

@@ -17,8 +17,9 @@ from pathlib import Path  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from ml.config import load_config  # noqa: E402
-from ml.data.views import ImagesConfig, build_location_images  # noqa: E402
+from ml.data.views import build_location_images  # noqa: E402
 from ml.paths import Paths  # noqa: E402
+from ml.settings import ImagesConfig  # noqa: E402
 
 
 def main(n_locations: int = 2000) -> None:

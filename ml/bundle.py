@@ -24,9 +24,7 @@ import datetime as dt
 import hashlib
 import json
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
 
 import pandas as pd
 import yaml
@@ -34,14 +32,6 @@ import yaml
 from ml import __version__
 from ml.geo.cells import GeocellIndex, Geocells
 from ml.refine.prototypes import Prototypes
-
-
-@dataclass(frozen=True)
-class BundleConfig:
-    SECTION: ClassVar[str] = "model_bundle"
-
-    image_domain: str  # what the model saw in training; predict warns on other domains
-
 
 SCHEMA_VERSION = 1
 REFERENCE_FILES = (

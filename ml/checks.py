@@ -3,9 +3,7 @@ them directly). Each returns ``(passed, details)``; details say what was counted
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -13,16 +11,6 @@ import pandas as pd
 from ml.bundle import BundleError, verify_bundle
 
 Result = tuple[bool, dict]
-
-
-@dataclass(frozen=True)
-class ChecksConfig:
-    SECTION: ClassVar[str] = "checks"
-
-    # error: a geocell model that does not beat the train-set medoid stops model_bundle (blocking);
-    # warn: the failed check is reported and the chain goes on (the smoke profile, whose
-    # seconds-long model is a mechanism, not a model)
-    baseline_severity: str
 
 
 def rows_reconcile(accepted: int, rejected: int, inputs: int, what: str) -> Result:

@@ -32,9 +32,9 @@ def _render(args: argparse.Namespace) -> int:
     from ml.config import load_config
     from ml.data.images import contact_sheet
     from ml.data.terrain import TerrainRenderer, view_seed
-    from ml.data.views import ImagesConfig
     from ml.geo.reference import ReferenceData
     from ml.paths import Paths
+    from ml.settings import ImagesConfig
 
     cfg = load_config(ImagesConfig, args.params)
     reference = Paths(Path(args.params).resolve().parent).reference
@@ -113,9 +113,10 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     from ml.bundle import BundleError
     from ml.config import load_config
-    from ml.eval.evaluate import ReportConfig, SwappedColumnsError, evaluate_manifest
+    from ml.eval.evaluate import SwappedColumnsError, evaluate_manifest
     from ml.eval.report import markdown_table, metric_table
     from ml.predict import Geolocator
+    from ml.settings import ReportConfig
     from ml.stages.benchmark_report import write_reports, zero_shot_models
 
     try:
@@ -271,7 +272,8 @@ def _serve(args: argparse.Namespace) -> int:
     from ml.bundle import BundleError
     from ml.config import load_config
     from ml.predict import Geolocator
-    from ml.serve.app import ServeConfig, build_app
+    from ml.serve.app import build_app
+    from ml.settings import ServeConfig
 
     cfg = load_config(ServeConfig, args.params)
     try:

@@ -22,12 +22,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ml.bundle import Bundle, BundleConfig
+from ml.bundle import Bundle
 from ml.config import load_config
 from ml.data.captions import KOPPEN_NAMES, MONTHS
 from ml.data.images import ImageRejected, load_image
 from ml.data.sources import IMAGE_COLUMNS, image_paths
-from ml.data.views import ImagesConfig
 from ml.geo.boundaries import AdminIndex, locate
 from ml.geo.gazetteer import Gazetteer
 from ml.geo.haversine import haversine_km
@@ -35,7 +34,8 @@ from ml.geo.maps import figure_png, finish_png, world_axes
 from ml.geo.reference import LANDCOVER_NAMES
 from ml.models.backbone import BackboneSpec, location_embedding, pick_device, preprocess
 from ml.models.geocell import load_geocell_model
-from ml.refine.refine import RefineConfig, refine_guess
+from ml.refine.refine import refine_guess
+from ml.settings import BundleConfig, ImagesConfig, RefineConfig
 
 log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp", ".gif", ".heic", ".heif"}

@@ -7,21 +7,23 @@ from __future__ import annotations
 from pathlib import Path
 
 from assets.deployment import DeploymentConfig
-from ml.bundle import BundleConfig
-from ml.checks import ChecksConfig
 from ml.config import check_params
-from ml.data.captions import CaptionsConfig
-from ml.data.enrich import EnrichConfig
-from ml.data.sources import RawLocationsConfig
-from ml.data.views import ImagesConfig
-from ml.eval.evaluate import ReportConfig
-from ml.geo.cells import GeocellsConfig
 from ml.landing import AutomationConfig
-from ml.refine.prototypes import PrototypesConfig
-from ml.refine.refine import RefineConfig
-from ml.serve.app import ServeConfig
-from ml.train.contrastive import StreetclipConfig
-from ml.train.geocell import GeocellModelConfig
+from ml.settings import (
+    BundleConfig,
+    CaptionsConfig,
+    ChecksConfig,
+    EnrichConfig,
+    GeocellModelConfig,
+    GeocellsConfig,
+    ImagesConfig,
+    PrototypesConfig,
+    RawLocationsConfig,
+    RefineConfig,
+    ReportConfig,
+    ServeConfig,
+    StreetclipConfig,
+)
 
 
 def config_classes() -> tuple[type, ...]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import pickle
+import shutil
+import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -94,3 +96,37 @@ def pytest_collection_modifyitems(config, items):
     chain = [item for item in items if "smoke_chain" in getattr(item, "fixturenames", ())]
     free = [item for item in items if "smoke_chain" not in getattr(item, "fixturenames", ())]
     items[:] = chain[:1] + free + chain[1:]
+
+
+CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+
+
+@pytest.fixture
+def browser():
+    if not (CHROMIUM and DRIVER):
+        pytest.fail("chromium and chromedriver missing: `make test` installs Debian's chromium and chromium-driver")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    profile = tempfile.mkdtemp(prefix="roost-chromium-")
+    for arg in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={profile}",
+        "--window-size=1800,1100",
+    ):
+        options.add_argument(arg)
+    options.binary_location = CHROMIUM
+    driver = webdriver.Chrome(options=options, service=Service(DRIVER))
+    driver.set_page_load_timeout(60)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)

@@ -20,6 +20,7 @@ import pytest
 import torch
 
 from ml.data.images import ImageStore, ShardWriter, encode, view_table
+from ml.settings import AuxWeights, GeocellModelConfig
 from tests.conftest import REPO
 
 IDS = [f"mp16-{n}" for n in (7, 8, 9, 10, 11, 12, 98, 99, 100, 101)]
@@ -108,14 +109,14 @@ def test_training_batches_see_their_own_views(store, tmp_path, monkeypatch):
     train = frame[frame["split"] == "train"]
     cells = pd.DataFrame({"cell_id": [0, 1], "centroid_lat": [12.0, 16.0], "centroid_lon": [22.0, 26.0]})
     train_cell = {lid: int(i >= 3) for i, lid in enumerate(train["id"])}
-    cfg = tg.GeocellModelConfig(
+    cfg = GeocellModelConfig(
         views=0,
         trainable_layers=1,
         head="linear",
         head_hidden=8,
         labels="haversine",
         tau_km=75.0,
-        aux=tg.AuxWeights(koppen=0.0, landcover=0.0, elevation=1.0, population=0.0, month=0.0),
+        aux=AuxWeights(koppen=0.0, landcover=0.0, elevation=1.0, population=0.0, month=0.0),
         epochs=2,
         batch_size=4,
         lr=1e-3,

@@ -7,8 +7,9 @@ import pandas as pd
 import pytest
 
 from ml.config import load_config
-from ml.data.captions import KOPPEN_NAMES, MONTHS, CaptionsConfig, caption_views
+from ml.data.captions import KOPPEN_NAMES, MONTHS, caption_views
 from ml.paths import Paths
+from ml.settings import CaptionsConfig
 from ml.store import read_table
 
 NAME_TO_KOPPEN = {v: k for k, v in KOPPEN_NAMES.items()}

@@ -7,11 +7,12 @@ import pandas as pd
 import pytest
 
 from ml.config import load_config
-from ml.data.enrich import Admin2Config, EnrichConfig, enrich_locations, season_of
-from ml.data.split import SplitConfig, check_split, spatial_split
+from ml.data.enrich import enrich_locations, season_of
+from ml.data.split import check_split, spatial_split
 from ml.geo.haversine import haversine_km
 from ml.geo.reference import ReferenceData
 from ml.paths import Paths
+from ml.settings import Admin2Config, EnrichConfig, SplitConfig
 from ml.store import read_table
 
 REPO = Path(__file__).resolve().parents[1]

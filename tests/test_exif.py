@@ -14,8 +14,9 @@ from PIL.TiffImagePlugin import IFDRational as R
 from assets.resources import RoostResource
 from ml.data.exif import read_photo_gps
 from ml.data.images import HEIF
-from ml.data.sources import RawLocationsConfig, load_raw_locations
+from ml.data.sources import load_raw_locations
 from ml.paths import Paths
+from ml.settings import RawLocationsConfig
 from ml.store import read_table
 from orchestration.definitions import ASSETS
 from tests.conftest import REPO, make_root

@@ -8,18 +8,20 @@ import pytest
 import shapely
 
 from ml.geo.boundaries import AdminIndex, locate
-from ml.geo.cells import GeocellIndex, GeocellsConfig, OpticsConfig, check_geocells
-from ml.geo.cellsplit import balance_groups
+from ml.geo.cells import GeocellIndex, check_geocells
+from ml.geo.cellsplit import balance_groups, pieces
+from ml.geo.optics import optics_labels
 from ml.geo.reference import ReferenceData
 from ml.geo.semantic import build_geocells
 from ml.paths import Paths
+from ml.settings import GeocellsConfig, OpticsConfig
 from ml.store import read_table
 
 REPO = Path(__file__).resolve().parents[1]
 CFG = GeocellsConfig(
     min_cell_size=8,
     max_cell_size=20,
-    optics=OpticsConfig(4, 0.05, 4, 100.0),
+    optics=OpticsConfig(4, 0.05, 4, 100.0, 4000),
     adjacency_deg=0.02,
     workers=1,
     builder="semantic",
@@ -123,9 +125,48 @@ def test_balance_keeps_bounds_and_identical_sites_together():
     assert sizes.min() >= 30 and sizes.max() <= 60
 
 
+def test_optics_matches_scikit_learn():
+    """The fast OPTICS is scikit-learn's algorithm: the same labels on the same sites (clusters
+    of different spreads, an isolated site, points beyond max_eps of any other)."""
+    from sklearn.cluster import OPTICS
+
+    rng = np.random.default_rng(3)
+    centres = [(48.8, 2.3, 150, 0.05), (45.7, 4.8, 90, 0.4), (43.3, 5.4, 60, 1.0), (47.0, 10.0, 1, 0.0)]
+    lat = np.concatenate([la + rng.normal(0, s, n) for la, _, n, s in centres] + [[60.0, 30.0]])
+    lon = np.concatenate([lo + rng.normal(0, s, n) for _, lo, n, s in centres] + [[-20.0, 120.0]])
+    for min_samples, xi, eps_km in ((5, 0.05, 100.0), (3, 0.15, 40.0)):
+        eps = eps_km / 6371.0
+        ours = optics_labels(lat, lon, min_samples, xi, 5, eps)
+        theirs = OPTICS(min_samples=min_samples, xi=xi, min_cluster_size=5, max_eps=eps, metric="haversine")
+        expected = theirs.fit(np.radians(np.stack([lat, lon], axis=1))).labels_
+        assert len(set(expected)) > 3 and np.array_equal(ours, expected)
+
+
+def test_pieces_partition_the_sites_within_the_limit():
+    rng = np.random.default_rng(4)
+    lat, lon = rng.normal(51.5, 0.2, 1000), rng.normal(0.0, 0.3, 1000)
+    cut = pieces(lat, lon, 300)
+    assert all(150 <= len(p) <= 300 for p in cut) and len(cut) == 4
+    assert np.array_equal(np.sort(np.concatenate(cut)), np.arange(1000))
+    assert [len(p) for p in pieces(lat, lon, 1000)] == [1000]
+
+
+def test_cells_in_pieces_and_workers_keep_the_rules(points, reference, cells):
+    """A cell cut into pieces before clustering keeps every rule, and 2 workers build the same
+    cells as 1."""
+    from dataclasses import replace
+
+    small = replace(CFG, optics=replace(CFG.optics, max_sites=40))  # Paris (120 points) in pieces
+    cut = build_geocells(points, reference.admin0, reference.admin1, small)
+    assert set(check_geocells(cut, points, small).values()) == {0}
+    two = build_geocells(points, reference.admin0, reference.admin1, replace(small, workers=2))
+    assert two.assignments.equals(cut.assignments)
+    assert two.cells.drop(columns="geometry").equals(cut.cells.drop(columns="geometry"))
+
+
 def test_bounds_must_allow_a_split():
     with pytest.raises(ValueError, match="2 \\* min_cell_size - 1"):
-        GeocellsConfig(30, 50, OpticsConfig(5, 0.05, 5, 100), 0.02, 1, "semantic", 0)
+        GeocellsConfig(30, 50, OpticsConfig(5, 0.05, 5, 100, 4000), 0.02, 1, "semantic", 0)
 
 
 def test_geocells_smoke(smoke_chain):

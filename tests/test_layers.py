@@ -11,7 +11,7 @@ from tests.imports import PACKAGES, REPO, circles, import_edges
 
 # Lowest first; a module belongs to the first layer one of whose prefixes it starts with.
 LAYERS = [
-    ("ml", "ml.config", "ml.paths", "ml.store", "ml.timing", "ml.landing"),
+    ("ml", "ml.config", "ml.paths", "ml.store", "ml.timing", "ml.landing", "ml.settings"),
     ("ml.geo",),
     ("ml.data",),
     ("ml.privacy",),

@@ -155,7 +155,7 @@ def test_new_data_sensor_requests_one_run_per_arrival(tmp_path, monkeypatch):
 
 
 def test_the_resource_reads_the_sensor_input(tmp_path):
-    from ml.data.sources import RawLocationsConfig
+    from ml.settings import RawLocationsConfig
     from tests.conftest import make_root
 
     root = make_root(tmp_path)

@@ -9,8 +9,9 @@ import pytest
 from ml.bundle import BundleError, verify_bundle
 from ml.geo.haversine import haversine_km
 from ml.paths import Paths
-from ml.refine.prototypes import Prototypes, PrototypesConfig, build_prototypes
-from ml.refine.refine import RefineConfig, refine_guess
+from ml.refine.prototypes import Prototypes, build_prototypes
+from ml.refine.refine import refine_guess
+from ml.settings import PrototypesConfig, RefineConfig
 
 CENTROIDS = np.array([[48.85, 2.35], [51.5, -0.12], [40.4, -3.7]])  # Paris, London, Madrid
 

@@ -3,14 +3,17 @@ port, the smoke bundle), every request bounded by a timeout; stopped by its proc
 
 from __future__ import annotations
 
+import base64
 import io
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import pytest
 import requests
 import yaml
@@ -21,7 +24,7 @@ from ml.privacy.audit import audit_bytes
 from ml.privacy.formats import jpeg_segments
 from tests.conftest import REPO
 from tests.test_privacy import PHOTOS
-from tests.test_ui import free_port
+from tests.test_ui import free_port, wait_for
 
 
 @pytest.fixture
@@ -117,3 +120,51 @@ def test_limits_and_concurrent_requests(server):
         answers = list(pool.map(one, range(8)))
     assert all(a[0]["input"] == "Kodak_CX7530.jpg" and "lat" in a[0] for a in answers)
     assert len({(a[0]["lat"], a[0]["lon"]) for a in answers}) == 1  # the same answer whatever the interleaving
+
+
+def test_the_page_in_a_browser(server, browser, tmp_path):
+    """Headless Chromium on the page: a GPS photo and a corrupt file uploaded together; the map,
+    the country and the GPS finding for the photo, the corrupt file's own error beside it; the
+    download button's copy (read back from the page's blob link) has no GPS and the same pixels."""
+    from selenium.webdriver.common.by import By
+
+    photo = PHOTOS / "DSCN0010.jpg"
+    corrupt = tmp_path / "corrupt.jpg"
+    corrupt.write_bytes(b"\xff\xd8\xff\xe0 this is not a JPEG")
+    browser.get(server + "/")
+    assert "terrain renderings" in browser.find_element(By.ID, "domain-warning").text
+    browser.find_element(By.ID, "files").send_keys(f"{photo}\n{corrupt}")
+    browser.find_element(By.ID, "go").click()
+
+    def cards():
+        found = browser.find_elements(By.CSS_SELECTOR, "section.card")
+        return found if len(found) == 2 else None
+
+    good, bad = wait_for(cards, 90, "two result cards")
+    assert good.find_element(By.TAG_NAME, "h2").text == "DSCN0010.jpg"
+    wait_for(lambda: good.find_elements(By.CSS_SELECTOR, "svg.map path.land"), 30, "the map")
+    assert len(good.find_elements(By.CSS_SELECTOR, "svg.map circle.cell")) >= 1
+    assert good.find_element(By.CSS_SELECTOR, "p.country").text.removeprefix("Country: ") not in ("", "-")
+    assert "GPSLatitude" in {td.text for td in good.find_elements(By.CSS_SELECTOR, "table.findings td.field")}
+    assert "terrain renderings" in good.find_element(By.CSS_SELECTOR, "p.warning").text
+    assert "failed" in bad.get_attribute("class") and "corrupt.jpg" in bad.find_element(By.CSS_SELECTOR, ".error").text
+    wait_for(lambda: good.find_elements(By.CSS_SELECTOR, "img.overlay"), 60, "the attention overlay")
+    shot = tmp_path / "serve-page.png"
+    browser.save_screenshot(str(shot))
+    if os.environ.get("ROOST_UPDATE_SCREENSHOT"):
+        shutil.copy(shot, REPO / "docs" / "serve-page.png")
+
+    good.find_element(By.CSS_SELECTOR, "button.download").click()
+    link = wait_for(lambda: good.find_elements(By.CSS_SELECTOR, "a.stripped"), 30, "the stripped copy's link")[0]
+    assert link.get_attribute("download") == "stripped-DSCN0010.jpg"
+    copy = base64.b64decode(
+        browser.execute_async_script(
+            """const [href, done] = arguments;
+            fetch(href).then(r => r.blob()).then(b => { const f = new FileReader();
+              f.onload = () => done(f.result.split(",")[1]); f.readAsDataURL(b); });""",
+            link.get_attribute("href"),
+        )
+    )
+    assert copy != photo.read_bytes() and audit_bytes(copy, "copy", Image.MAX_IMAGE_PIXELS)[1] == []
+    with Image.open(photo) as a, Image.open(io.BytesIO(copy)) as b:
+        assert np.array_equal(np.asarray(a), np.asarray(b))

@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml.data.sources import RawLocationsConfig, SourceError, load_raw_locations, read_table_file, validate_rows
+from ml.data.sources import SourceError, load_raw_locations, read_table_file, validate_rows
+from ml.settings import RawLocationsConfig
 
 REPO = Path(__file__).resolve().parents[1]
 

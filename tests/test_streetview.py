@@ -155,7 +155,8 @@ def yaml_section(name: str) -> dict:
 
 def build(root: Path, locations: pd.DataFrame):
     from ml.config import load_config
-    from ml.data.views import ImagesConfig, build_location_images
+    from ml.data.views import build_location_images
+    from ml.settings import ImagesConfig
 
     cfg = load_config(ImagesConfig, root / "params.yaml")
     return build_location_images(locations, cfg, root / "data" / "reference", root, root / "shards")
@@ -223,7 +224,7 @@ def test_the_key_is_never_written(tmp_path, key, capfd):
 
 def test_errors_do_not_leak_the_key(tmp_path):
     from ml.config import from_dict
-    from ml.data.streetview import StreetViewConfig
+    from ml.settings import StreetViewConfig
 
     cfg = from_dict(
         StreetViewConfig,

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from ml.config import load_config
-from ml.data.terrain import BUILT_UP, PALETTE, NoiseConfig, TerrainRenderer, view_seed
-from ml.data.views import ImagesConfig
+from ml.data.terrain import BUILT_UP, PALETTE, TerrainRenderer, view_seed
 from ml.geo.reference import ReferenceData
+from ml.settings import ImagesConfig, NoiseConfig
 
 REPO = Path(__file__).resolve().parents[1]
 BARREN, EVERGREEN_BROADLEAF, URBAN, WATER = 16, 2, 13, 0

@@ -16,6 +16,7 @@ from typing import ClassVar
 
 import numpy as np
 import pandas as pd
+from ml.settings import CaptionsConfig
 
 # Köppen-Geiger class code -> readable climate name (unique, so a caption can be parsed back).
 KOPPEN_NAMES = {
@@ -57,19 +58,6 @@ MONTHS = [
     "July", "August", "September", "October", "November", "December",
 ]
 AUX_KINDS = ("climate", "direction", "month", "season", "driving_side", "landcover", "elevation")
-
-
-@dataclass(frozen=True)
-class CaptionsConfig:
-    SECTION: ClassVar[str] = "captions"
-
-    per_view: int  # captions per stored view
-    photo_noun: str  # "Street View photo", "photo", "terrain view"...
-    town_max_km: float  # name the nearest town only when it is this close
-    aux_min: int  # auxiliary sentences per caption, drawn uniformly in [aux_min, aux_max]
-    aux_max: int
-    aux_kinds: list[str]  # which auxiliary sentences may be drawn
-    seed: int
 
 
 def article(word: str) -> str:

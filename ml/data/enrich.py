@@ -20,35 +20,20 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
-from ml.data.split import SplitConfig, spatial_split
+from ml.data.split import spatial_split
+from ml.settings import SplitConfig
 from ml.geo.boundaries import AdminIndex, locate, locate_admin2
 from ml.geo.gazetteer import Gazetteer
 from ml.geo.reference import KOPPEN_OCEAN, LANDCOVER_NAMES, ReferenceData
 from ml.paths import Paths
 from ml.timing import Laps
+from ml.settings import Admin2Config, EnrichConfig
 
 log = logging.getLogger(__name__)
 
 SEASONS_NORTH = {12: "winter", 1: "winter", 2: "winter", 3: "spring", 4: "spring", 5: "spring",
                  6: "summer", 7: "summer", 8: "summer", 9: "autumn", 10: "autumn", 11: "autumn"}
 OPPOSITE = {"winter": "summer", "summer": "winter", "spring": "autumn", "autumn": "spring"}
-
-
-@dataclass(frozen=True)
-class Admin2Config:
-    path: str  # a GADM / geoBoundaries polygon file readable by pyogrio; "" for none
-    name_field: str  # its name column, e.g. NAME_2 (GADM) or shapeName (geoBoundaries)
-
-
-@dataclass(frozen=True)
-class EnrichConfig:
-    SECTION: ClassVar[str] = "enriched_locations"
-
-    coast_cap_km: float  # points off every polygon take the nearest within this, else rejected
-    koppen_search_px: int  # a coastal point reading "Ocean" takes the nearest land class this near
-    population_bandwidth_km: float  # the Gaussian kernel of the population-density proxy
-    admin2: Admin2Config
-    split: SplitConfig
 
 
 @dataclass

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from ml.data.exif import read_exif_folder
+from ml.settings import RawLocationsConfig
 
 log = logging.getLogger(__name__)
 
@@ -42,18 +43,6 @@ REJECTED_COLUMNS = ["input_row", "reason", "detail", "row_json"]
 
 class SourceError(ValueError):
     """The input as a whole cannot be read: a missing file or column, an empty file."""
-
-
-@dataclass(frozen=True)
-class RawLocationsConfig:
-    SECTION: ClassVar[str] = "raw_locations"
-
-    source: Literal["default", "manifest", "exif_folder"]
-    path: str  # the MP-16 gallery CSV (default), the user's manifest (manifest) or photo folder (exif_folder)
-    n_locations: int  # default source: how many gallery rows to sample (0 = all)
-    seed: int
-    group_distance_m: float  # exif_folder: photos this close (and group_minutes apart) form one location; 0 = off
-    group_minutes: float
 
 
 @dataclass

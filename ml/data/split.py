@@ -20,18 +20,9 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from ml.geo.haversine import KM_PER_DEG_LAT, chord_to_km, km_to_chord, to_unit_xyz
+from ml.settings import SplitConfig
 
 SPLITS = ("train", "val", "test", "buffer")
-
-
-@dataclass(frozen=True)
-class SplitConfig:
-    seed: int
-    val_share: float
-    test_share: float
-    min_distance_km: float  # no val/test location this close to a train location
-    block_km: float  # width of a block dealt whole to one split
-    held_per_block: int = 0  # most locations a val/test block holds out (the rest: buffer; 0 = all)
 
 
 def block_ids(lat: np.ndarray, lon: np.ndarray, block_km: float) -> np.ndarray:

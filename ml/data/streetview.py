@@ -44,26 +44,11 @@ import pandas as pd
 
 from ml.data.images import ImageRejected, View, load_image
 from ml.geo.haversine import haversine_km
+from ml.settings import StreetViewConfig
 
 NO_COVERAGE = ("ZERO_RESULTS", "NOT_FOUND")
 PANORAMA_COLUMNS = ["location_id", "pano_id", "pano_lat", "pano_lon", "requested_lat", "requested_lon",
                     "offset_m", "pano_date"]
-
-
-@dataclass(frozen=True)
-class StreetViewConfig:
-    base_url: str  # https://maps.googleapis.com/maps/api/streetview (a local stub in tests)
-    key_env: str  # the environment variable holding the API key
-    radius_m: int  # metadata search radius around each location
-    size: int  # requested image size in px (square; the API allows up to 640)
-    fov: float  # horizontal field of view, degrees
-    pitch: float
-    outdoor_only: bool  # source=outdoor: no indoor panoramas
-    requests_per_s: float  # client-side rate limit (all requests)
-    timeout_s: float  # per request
-    max_retries: int  # retries after the first try, on 429 / 5xx / network errors / truncated bodies
-    backoff_s: float  # first retry's wait; doubles each time
-    cache: str  # folder for metadata and images, relative to the project root; outside DVC's outs
 
 
 class StreetViewError(RuntimeError):

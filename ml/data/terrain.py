@@ -29,6 +29,7 @@ from scipy.spatial import cKDTree
 
 from ml.geo.haversine import KM_PER_DEG_LAT, km_to_chord, to_unit_xyz
 from ml.geo.reference import KOPPEN_OCEAN, LANDCOVER_NODATA, ReferenceData
+from ml.settings import NoiseConfig, TerrainConfig
 
 WATER = 0
 # IGBP class colours (MODIS convention, slightly muted); 17 = nodata shown as bare ground.
@@ -64,25 +65,6 @@ GROUP_TINT = {
     "D": (110, 130, 150),
     "E": (220, 230, 245),
 }
-
-
-@dataclass(frozen=True)
-class NoiseConfig:
-    brightness: float  # factor drawn from 1 ± this
-    contrast: float  # factor drawn from 1 ± this
-    blur_max_px: float  # Gaussian sigma drawn from [0, this]
-    sensor_sigma: float  # per-pixel Gaussian noise sigma drawn from [0, this] (0-255 scale)
-
-
-@dataclass(frozen=True)
-class TerrainConfig:
-    window_km: float  # width and depth of the ground a view shows
-    water_below_m: float  # elevation under this is water, whatever the land cover says
-    koppen_tint: float  # 0..1 blend of the climate-group colour
-    hillshade: float  # strength of the relief shading
-    town_px_per_log10: float  # spot radius (px) per decade of population above 10,000
-    town_max_px: float  # spot radius cap
-    noise: NoiseConfig
 
 
 class TerrainRenderer:

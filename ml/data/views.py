@@ -33,32 +33,17 @@ import pandas as pd
 
 from ml.data.streetview import fetch_streetview
 from ml.data.images import ImageRejected, ShardWriter, View, encode, fit_square, load_image
-from ml.data.streetview import PANORAMA_COLUMNS, StreetViewConfig
-from ml.data.terrain import TerrainConfig, TerrainRenderer, view_seed
+from ml.data.streetview import PANORAMA_COLUMNS
+from ml.settings import StreetViewConfig
+from ml.data.terrain import TerrainRenderer, view_seed
+from ml.settings import TerrainConfig
 from ml.geo.reference import ReferenceData
+from ml.settings import ImagesConfig
 
 log = logging.getLogger(__name__)
 
 IMAGE_COLUMNS = ["location_id", "view", "heading", "key", "width", "height", "source", "water_fraction", "original"]
 REJECTED_COLUMNS = ["location_id", "view", "source", "original", "reason", "detail"]
-
-
-@dataclass(frozen=True)
-class ImagesConfig:
-    SECTION: ClassVar[str] = "location_images"
-
-    source: Literal["terrain", "files", "streetview"]
-    views: int  # views per location (terrain, streetview), at most this many files per location (files)
-    image_size: int  # stored views are image_size x image_size RGB
-    seed: int
-    encoding: Literal["png", "jpeg"]
-    jpeg_quality: int
-    shard_views: int  # views per shard file
-    max_pixels: int  # decompression-bomb limit for decoded files
-    workers: int  # processes
-    chunk_views: int  # views per task
-    terrain: TerrainConfig
-    streetview: StreetViewConfig
 
 
 @dataclass

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -25,28 +24,9 @@ from ml.data.sources import IMAGE_COLUMNS, image_paths, read_table_file
 from ml.eval.metrics import baselines
 from ml.geo.haversine import chord_to_km, haversine_km, to_unit_xyz
 from ml.geo.scores import RADII_KM, distance_summary, geoguessr_score
+from ml.settings import ReportConfig
 
 STRATA_KM = (25, 150, 500)
-
-
-@dataclass(frozen=True)
-class EvalSet:
-    name: str
-    manifest: str  # a CSV/Parquet with lat, lon and image_path(s) (the raw_locations format)
-    swap_lat_lon: bool  # IM2GPS / IM2GPS3k metadata files have LAT and LON headers swapped
-
-
-@dataclass(frozen=True)
-class ReportConfig:
-    SECTION: ClassVar[str] = "benchmark_report"
-
-    sets: list[EvalSet]  # user evaluation sets; `holdout` (the test split) is always evaluated
-    bootstrap: int
-    seed: int
-    batch_size: int
-    max_locations: int  # evaluate at most this many holdout locations (0 = all)
-    zero_shot: list[str]  # CLIP models for the zero-shot rows: streetclip (the asset), a folder or a hub id
-    zero_shot_top_countries: int  # admin-1 regions are scored within this many best countries
 
 
 class SwappedColumnsError(ValueError):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -18,39 +17,10 @@ import shapely
 from scipy.spatial import cKDTree
 
 from ml.geo.haversine import haversine_km, to_unit_xyz, xyz_to_latlon
+from ml.settings import GeocellsConfig
 from ml.store import read_table, write_tables
 
 CELLS_FILE = "geocells.parquet"  # cell polygons (GeoParquet)
-
-
-@dataclass(frozen=True)
-class OpticsConfig:
-    min_samples: int
-    xi: float
-    min_cluster_size: int
-    max_eps_km: float
-
-
-@dataclass(frozen=True)
-class GeocellsConfig:
-    SECTION: ClassVar[str] = "geocells"
-
-    min_cell_size: int
-    max_cell_size: int
-    optics: OpticsConfig
-    adjacency_deg: float  # units closer than this (degrees) are adjacent
-    workers: int  # processes for splitting
-    builder: str  # semantic (PIGEON's cells) | naive (border-blind equal-count boxes, the ablation)
-    naive_cells: int  # naive: the number of boxes (0 = as many as the semantic build makes)
-
-    def __post_init__(self):
-        if self.builder not in ("semantic", "naive"):
-            raise ValueError(f"geocells: builder {self.builder!r}; use semantic or naive")
-        if self.max_cell_size < 2 * self.min_cell_size - 1:
-            raise ValueError(
-                f"geocells: max_cell_size {self.max_cell_size} must be at least 2 * min_cell_size - 1 "
-                f"= {2 * self.min_cell_size - 1}, or a split cannot keep both halves above the minimum"
-            )
 
 
 @dataclass

@@ -8,8 +8,9 @@ import numpy as np
 import shapely
 from scipy.spatial import cKDTree
 
-from ml.geo.cells import GeocellsConfig
 from ml.geo.haversine import EARTH_RADIUS_KM
+from ml.geo.optics import optics_labels
+from ml.settings import GeocellsConfig
 
 
 def _local_xy(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
@@ -47,14 +48,16 @@ def _bisect(xy: np.ndarray, w: np.ndarray, min_size: int) -> np.ndarray | None:
 def balance_groups(labels: np.ndarray, xy: np.ndarray, w: np.ndarray, min_size: int, max_size: int) -> np.ndarray:
     """Merge groups under min into the nearest group, cut groups over max, until all fit."""
     labels = labels.copy()
+    w = np.asarray(w, dtype=np.float64)
     for _ in range(10 * len(labels) + 10):
-        ids = np.unique(labels)
-        sizes = np.array([w[labels == g].sum() for g in ids])
+        total = np.bincount(labels, weights=w)
+        ids = np.flatnonzero(np.bincount(labels))
+        sizes = total[ids]
         if len(ids) > 1 and sizes.min() < min_size:
             g = ids[np.argmin(sizes)]
-            centres = np.array([np.average(xy[labels == h], axis=0, weights=w[labels == h]) for h in ids])
-            here = centres[ids == g][0]
-            d = np.linalg.norm(centres - here, axis=1)
+            centres = np.stack([np.bincount(labels, weights=w * xy[:, j])[ids] for j in (0, 1)], axis=1)
+            centres /= sizes[:, None]
+            d = np.linalg.norm(centres - centres[ids == g][0], axis=1)
             d[ids == g] = np.inf
             labels[labels == g] = ids[np.argmin(d)]
             continue
@@ -70,24 +73,33 @@ def balance_groups(labels: np.ndarray, xy: np.ndarray, w: np.ndarray, min_size: 
     raise RuntimeError("geocell balancing did not converge")
 
 
-def split_cell(lat, lon, weight, parent_wkb: bytes, cfg: GeocellsConfig) -> tuple[np.ndarray, list[bytes]]:
-    """Split one cell's unique sites into groups within bounds; returns each site's group and
-    each group's polygon (WKB), groups numbered 0..k-1."""
-    from sklearn.cluster import OPTICS
+def pieces(lat, lon, limit: int) -> list[np.ndarray]:
+    """Site indices cut into pieces of at most ``limit`` sites: halves at the median along the
+    principal axis, recursively (a unit of PIGEOTTO's size is clustered piece by piece, so the
+    split's cost grows with the number of sites, not with the density of one admin unit)."""
+    xy = _local_xy(np.asarray(lat), np.asarray(lon))
+    todo, done = [np.arange(len(xy))], []
+    while todo:
+        idx = todo.pop()
+        if len(idx) <= limit:
+            done.append(idx)
+            continue
+        half = _bisect(xy[idx], np.ones(len(idx)), len(idx) // 2)
+        todo += [idx[~half], idx[half]]
+    return sorted(done, key=lambda i: int(i[0]))
 
+
+def cluster_sites(lat, lon, weight, cfg: GeocellsConfig) -> np.ndarray:
+    """Rule 5 on one piece of a cell's unique sites: OPTICS clusters, noise to the nearest
+    cluster, balanced to [min, max]; groups numbered 0..k-1."""
     lat, lon, weight = np.asarray(lat), np.asarray(lon), np.asarray(weight)
     xy = _local_xy(lat, lon)
     n = len(lat)
     labels = np.zeros(n, dtype=np.int64)
     if n >= max(cfg.optics.min_samples, 2):
-        optics = OPTICS(
-            min_samples=cfg.optics.min_samples,
-            xi=cfg.optics.xi,
-            min_cluster_size=max(2, min(cfg.optics.min_cluster_size, n)),
-            max_eps=cfg.optics.max_eps_km / EARTH_RADIUS_KM,
-            metric="haversine",
-        )
-        labels = optics.fit(np.radians(np.stack([lat, lon], axis=1))).labels_.astype(np.int64)
+        o = cfg.optics
+        eps = o.max_eps_km / EARTH_RADIUS_KM
+        labels = optics_labels(lat, lon, o.min_samples, o.xi, max(2, min(o.min_cluster_size, n)), eps).astype(np.int64)
         if (labels < 0).all():
             labels[:] = 0
         elif (labels < 0).any():  # noise joins the cluster of its nearest clustered site
@@ -95,8 +107,12 @@ def split_cell(lat, lon, weight, parent_wkb: bytes, cfg: GeocellsConfig) -> tupl
             _, nearest = cKDTree(xy[clustered]).query(xy[labels < 0])
             labels[labels < 0] = labels[clustered[nearest]]
     labels = balance_groups(labels, xy, weight, cfg.min_cell_size, cfg.max_cell_size)
-    _, labels = np.unique(labels, return_inverse=True)
-    return labels, _group_polygons(lat, lon, labels, shapely.from_wkb(parent_wkb))
+    return np.unique(labels, return_inverse=True)[1].ravel()
+
+
+def group_polygons(lat, lon, labels, parent_wkb: bytes) -> list[bytes]:
+    """Each group's region (WKB): the union of its sites' Voronoi polygons clipped to the parent."""
+    return _group_polygons(np.asarray(lat), np.asarray(lon), labels, shapely.from_wkb(parent_wkb))
 
 
 def _group_polygons(lat, lon, labels, parent) -> list[bytes]:
@@ -107,7 +123,7 @@ def _group_polygons(lat, lon, labels, parent) -> list[bytes]:
     bounds = shapely.box(*shapely.bounds(shapely.union_all([parent, shapely.multipoints(sites)])))
     cells = shapely.voronoi_polygons(shapely.multipoints(sites), extend_to=bounds.buffer(1.0), ordered=True)
     voronoi = np.array(shapely.get_parts(cells))
-    regions = [shapely.intersection(shapely.union_all(voronoi[labels == g]), parent) for g in range(k)]
+    regions = [shapely.intersection(shapely.coverage_union_all(voronoi[labels == g]), parent) for g in range(k)]
     # Slivers: parts of a region holding none of its sites go to the nearest other site's group.
     tree = cKDTree(np.stack([lon, lat], axis=1))
     extra: list[list] = [[] for _ in range(k)]

@@ -25,7 +25,10 @@ The rules, in order (``build_geocells``):
    (haversine metric, params), noise joins the nearest cluster; then balancing: the smallest
    group under the minimum merges into the nearest group, a group over the maximum is cut in
    two at the weighted median of its principal axis (both halves at least the minimum, which
-   ``max >= 2 * min - 1`` guarantees), until every group is within bounds. Identical
+   ``max >= 2 * min - 1`` guarantees), until every group is within bounds. A cell of more
+   than ``optics.max_sites`` unique sites (at least 4 x max) is first cut at the median of its
+   principal axis, recursively, into pieces of at most that many, each clustered and balanced
+   on its own (OPTICS on one dense unit of PIGEOTTO's size is where a build explodes). Identical
    coordinates always stay together. Each group's region is the union of its points' Voronoi
    polygons clipped to the parent polygon; a region's parts holding none of its points
    (slivers) go to the group of the nearest other point. Voronoi diagrams are planar in
@@ -49,9 +52,10 @@ import shapely
 from scipy.spatial import cKDTree
 
 from ml.geo.boundaries import first_hit
-from ml.geo.cells import Geocells, GeocellsConfig, assemble_cells, cell_record
-from ml.geo.cellsplit import split_cell
+from ml.geo.cells import Geocells, assemble_cells, cell_record
+from ml.geo.cellsplit import cluster_sites, group_polygons, pieces
 from ml.geo.haversine import to_unit_xyz, unit
+from ml.settings import GeocellsConfig
 from ml.timing import Laps
 
 log = logging.getLogger(__name__)
@@ -93,9 +97,10 @@ def _difference(task: tuple[bytes, list]) -> bytes:
     return shapely.to_wkb(shapely.difference(shapely.from_wkb(geom), shapely.union_all(shapely.from_wkb(others))))
 
 
-def build_units(keys: np.ndarray, admin0, admin1, workers: int = 1, finer: list | None = None) -> pd.DataFrame:
+def build_units(keys: np.ndarray, admin0, admin1, pool=None, finer: list | None = None) -> pd.DataFrame:
     """Disjoint unit polygons: key, geometry, country (adm0_a3), region, admin1 name. ``finer``
-    units (admin-2) come first, so the admin-1 units keep only what they do not cover."""
+    units (admin-2) come first, so the admin-1 units keep only what they do not cover. ``pool``:
+    the build's worker processes (None: this process)."""
     a0 = dict(zip(admin0["adm0_a3"], admin0.geometry))
     special, remainders = [], []
     for key in sorted(set(keys)):
@@ -127,11 +132,11 @@ def build_units(keys: np.ndarray, admin0, admin1, workers: int = 1, finer: list 
     i, j = i[later], j[later]
     losers = np.unique(i)
     tasks = [(shapely.to_wkb(geoms[k]), shapely.to_wkb(geoms[j[i == k]])) for k in losers]
-    if workers > 1 and len(tasks) > 64:
-        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
-            cut = list(pool.map(_difference, tasks, chunksize=64))
-    else:
-        cut = [_difference(t) for t in tasks]
+    cut = (
+        list(pool.map(_difference, tasks, chunksize=64))
+        if pool and len(tasks) > 64
+        else [_difference(t) for t in tasks]
+    )
     geoms[losers] = shapely.from_wkb(cut)
     units["geometry"] = shapely.make_valid(geoms)
     return units
@@ -267,42 +272,70 @@ def _attach_empty_units(units: pd.DataFrame, point_unit: np.ndarray, unit_count:
     return unit_cell
 
 
-def _split_big(big: list[int], point_cell, lat, lon, parents: dict, cfg: GeocellsConfig):
-    """Rule 5 for every cell in ``big``, on unique sites (identical coordinates stay together),
-    over ``cfg.workers`` processes: per cell, its members, each member's site, and the split."""
-    tasks, site_of = [], {}
+def _split_big(big: list[int], point_cell, lat, lon, parents: dict, cfg: GeocellsConfig, pool):
+    """Rule 5 for every cell in ``big``, on unique sites (identical coordinates stay together):
+    each cell's sites cut into pieces of at most ``optics.max_sites`` (``pieces``), every piece
+    clustered and balanced, then each cell's group polygons, both over ``cfg.workers`` processes
+    (largest tasks first; the result does not depend on the worker count). Returns per cell its
+    members and each member's site, and per cell (site labels, group polygons)."""
+    limit = max(cfg.optics.max_sites, 4 * cfg.max_cell_size)
+    site_of, sites, tasks, owner = {}, [], [], []
     for c in big:
         members = np.flatnonzero(point_cell == c)
         coords = np.stack([lat[members], lon[members]], axis=1)
         uniq, inverse, weight = np.unique(coords, axis=0, return_inverse=True, return_counts=True)
         site_of[c] = (members, inverse.ravel())
-        tasks.append((uniq[:, 0], uniq[:, 1], weight, shapely.to_wkb(parents[c]), cfg))
-    if cfg.workers > 1 and len(tasks) > 1:
-        order = np.argsort([-len(t[0]) for t in tasks])  # largest first keeps both workers busy
-        with ProcessPoolExecutor(cfg.workers, mp_context=mp.get_context("spawn")) as pool:
-            done = dict(zip(order, pool.map(_split_task, [tasks[i] for i in order], chunksize=1)))
-        results = [done[i] for i in range(len(tasks))]
-    else:
-        results = [split_cell(*t) for t in tasks]
-    return site_of, results
+        sites.append((uniq[:, 0], uniq[:, 1]))
+        for piece in pieces(uniq[:, 0], uniq[:, 1], limit):
+            tasks.append((uniq[piece, 0], uniq[piece, 1], weight[piece], cfg))
+            owner.append((len(sites) - 1, piece))
+    piece_labels = _pool_map(_cluster_task, tasks, pool)
+    labels = [np.zeros(len(la), dtype=np.int64) for la, _ in sites]
+    offset = [0] * len(sites)
+    for (i, piece), got in zip(owner, piece_labels):
+        labels[i][piece] = got + offset[i]
+        offset[i] += int(got.max()) + 1
+    shapes = [(la, lo, lab, shapely.to_wkb(parents[c])) for (la, lo), lab, c in zip(sites, labels, big)]
+    polygons = _pool_map(_polygon_task, shapes, pool)
+    return site_of, list(zip(labels, polygons))
 
 
-def _split_task(args):
-    return split_cell(*args)
+def _pool_map(fn, tasks: list, pool) -> list:
+    if pool is None or len(tasks) <= 1:
+        return [fn(t) for t in tasks]
+    order = np.argsort([-len(t[0]) for t in tasks], kind="stable")  # largest first keeps every worker busy
+    done = dict(zip(order.tolist(), pool.map(fn, [tasks[i] for i in order], chunksize=1)))
+    return [done[i] for i in range(len(tasks))]
+
+
+def _cluster_task(args):
+    return cluster_sites(*args)
+
+
+def _polygon_task(args):
+    return group_polygons(*args)
 
 
 def build_geocells(
     points: pd.DataFrame, admin0, admin1, cfg: GeocellsConfig, admin2=None, admin2_name: str = ""
 ) -> Geocells:
     """Geocells from training points (columns id, lat, lon, adm0_a3, adm1_code, admin1), from
-    admin-2 units when ``admin2`` polygons are given, else admin-1."""
+    admin-2 units when ``admin2`` polygons are given, else admin-1. One pool of ``cfg.workers``
+    processes serves the whole build (spawned once)."""
+    if cfg.workers <= 1:
+        return _build(points, admin0, admin1, cfg, admin2, admin2_name, None)
+    with ProcessPoolExecutor(cfg.workers, mp_context=mp.get_context("spawn")) as pool:
+        return _build(points, admin0, admin1, cfg, admin2, admin2_name, pool)
+
+
+def _build(points: pd.DataFrame, admin0, admin1, cfg: GeocellsConfig, admin2, admin2_name: str, pool) -> Geocells:
     lap = Laps()
     points = points.reset_index(drop=True)
     lat, lon = points["lat"].to_numpy(np.float64), points["lon"].to_numpy(np.float64)
     xyz = to_unit_xyz(lat, lon)
     keys = _unit_keys(points, admin1)
     finer = _admin2_units(points, keys, admin2, admin2_name) if admin2 is not None else None
-    units = build_units(keys, admin0, admin1, cfg.workers, finer)
+    units = build_units(keys, admin0, admin1, pool, finer)
     lap("units")
     key_index = {k: i for i, k in enumerate(units["key"])}
     point_unit = np.array([key_index.get(k, -1) for k in keys])
@@ -329,7 +362,7 @@ def build_geocells(
 
     counts = np.bincount(point_cell, minlength=int(cell_ids.max()) + 1)
     big = [int(c) for c in cell_ids if counts[c] > cfg.max_cell_size and c not in small]
-    site_of, results = _split_big(big, point_cell, lat, lon, parents, cfg)
+    site_of, results = _split_big(big, point_cell, lat, lon, parents, cfg, pool)
     lap("split")
 
     rows = []

@@ -12,7 +12,6 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -22,16 +21,7 @@ from safetensors.numpy import load_file, save_file
 from ml.data.images import view_table
 from ml.geo.haversine import spherical_mean
 from ml.models.backbone import BackboneSpec, location_embedding, preprocess
-
-
-@dataclass(frozen=True)
-class PrototypesConfig:
-    SECTION: ClassVar[str] = "prototypes"
-
-    min_samples: int  # PIGEON: 3
-    xi: float  # PIGEON: 0.15
-    workers: int
-    batch_size: int  # locations per embedding batch
+from ml.settings import PrototypesConfig
 
 
 @dataclass

@@ -11,22 +11,12 @@ guess is the top cell's centroid.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
 
 import numpy as np
 
 from ml.geo.haversine import haversine_km
 from ml.refine.prototypes import Prototypes
-
-
-@dataclass(frozen=True)
-class RefineConfig:
-    SECTION: ClassVar[str] = "refine"
-
-    enabled: bool
-    top_k: int  # PIGEON: 5
-    temperature: float
-    max_move_km: float  # PIGEON: 1000
+from ml.settings import RefineConfig
 
 
 @dataclass

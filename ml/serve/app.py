@@ -18,7 +18,6 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
 
 import numpy as np
 import shapely
@@ -36,19 +35,10 @@ from ml.privacy.audit import AuditError, audit_bytes
 from ml.privacy.exif import ExifError
 from ml.privacy.formats import FormatError
 from ml.privacy.strip import KEEP, StripError, strip_bytes
+from ml.settings import ServeConfig
 
 HERE = Path(__file__).parent
 MB = 1 << 20
-
-
-@dataclass(frozen=True)
-class ServeConfig:
-    SECTION: ClassVar[str] = "serve"
-
-    max_file_mb: float  # an upload over this gets 413
-    max_request_mb: float  # a request over this gets 413
-    max_files: int  # files in one request
-    simplify_deg: float  # the map's country outlines are simplified to this tolerance
 
 
 class TooLarge(Exception):

@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from ml.eval.evaluate import ReportConfig, SetResult, evaluate_holdout, evaluate_manifest
+from ml.eval.evaluate import SetResult, evaluate_holdout, evaluate_manifest
 from ml.eval.report import METRICS_FILE, error_curve, metrics_json, write_report
 from ml.eval.zeroshot import ZeroShot, load_clip
 from ml.paths import Paths
 from ml.predict import Geolocator
+from ml.settings import ReportConfig
 from ml.stages.location_images import open_store, read_images, read_located
 
 STAGE = "benchmark_report"

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ml.data.captions import CaptionsConfig, caption_views
+from ml.data.captions import caption_views
 from ml.paths import Paths
+from ml.settings import CaptionsConfig
 from ml.stages.enriched_locations import read_locations
 from ml.stages.location_images import read_images
 from ml.store import read_table, write_tables

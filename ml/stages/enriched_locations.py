@@ -7,10 +7,11 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ml.data.enrich import EnrichConfig, EnrichResult, enrich_locations
+from ml.data.enrich import EnrichResult, enrich_locations
 from ml.geo.maps import world_map_png
 from ml.geo.reference import ReferenceData
 from ml.paths import Paths
+from ml.settings import EnrichConfig
 from ml.stages.raw_locations import read_raw_locations
 from ml.store import read_table, write_tables
 

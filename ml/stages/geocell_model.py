@@ -12,11 +12,12 @@ from ml.eval.metrics import baselines
 from ml.geo.cells import GeocellIndex
 from ml.models.geocell import save_geocell_model
 from ml.paths import Paths
+from ml.settings import GeocellModelConfig
 from ml.stages.geocells import read_geocells
 from ml.stages.location_images import read_images, read_located
 from ml.train.common import curves_png, show_progress
 from ml.train.distributed import main_rank
-from ml.train.geocell import GeocellModelConfig, train_geocell_model
+from ml.train.geocell import train_geocell_model
 
 STAGE = "geocell_model"
 

@@ -8,13 +8,13 @@ from dataclasses import dataclass
 import geopandas as gpd
 import pandas as pd
 
-from ml.data.enrich import Admin2Config
-from ml.geo.cells import Geocells, GeocellsConfig, check_geocells, load_geocells, offshore_cells, save_geocells
+from ml.geo.cells import Geocells, check_geocells, load_geocells, offshore_cells, save_geocells
 from ml.geo.maps import cells_map_png
 from ml.geo.naive import build_naive_geocells
 from ml.geo.reference import ReferenceData
 from ml.geo.semantic import build_geocells
 from ml.paths import Paths
+from ml.settings import Admin2Config, GeocellsConfig
 from ml.stages.enriched_locations import read_locations
 from ml.timing import Laps
 

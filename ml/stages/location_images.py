@@ -11,8 +11,9 @@ import pandas as pd
 
 from ml.data.images import ImageStore, contact_sheet
 from ml.data.streetview import apply_panoramas
-from ml.data.views import ImagesConfig, ImagesResult, build_location_images
+from ml.data.views import ImagesResult, build_location_images
 from ml.paths import Paths
+from ml.settings import ImagesConfig
 from ml.stages.enriched_locations import read_locations
 from ml.store import read_table, write_tables
 

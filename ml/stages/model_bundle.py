@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ml.bundle import BundleConfig, write_bundle
+from ml.bundle import write_bundle
 from ml.config import read_params, resolve_section
 from ml.model_card import model_card
 from ml.paths import Paths
+from ml.settings import BundleConfig
 from ml.stages.geocell_model import metrics_of
 from ml.stages.geocells import read_geocells
 from ml.stages.prototypes import read_prototype_table, read_prototypes

@@ -7,7 +7,8 @@ import pandas as pd
 
 from ml.models.geocell import load_geocell_model
 from ml.paths import Paths
-from ml.refine.prototypes import Prototypes, PrototypesConfig, build_prototypes, location_embeddings
+from ml.refine.prototypes import Prototypes, build_prototypes, location_embeddings
+from ml.settings import PrototypesConfig
 from ml.stages.geocells import read_geocells
 from ml.stages.location_images import open_store, read_images, read_located
 from ml.store import read_table, write_tables

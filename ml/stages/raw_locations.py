@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ml.data.sources import RawLocationsConfig, SourceResult, load_raw_locations
+from ml.data.sources import SourceResult, load_raw_locations
 from ml.paths import Paths
+from ml.settings import RawLocationsConfig
 from ml.store import read_table, write_tables
 
 STAGE = "raw_locations"

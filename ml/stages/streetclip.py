@@ -8,10 +8,11 @@ from pathlib import Path
 
 from ml.config import load_config
 from ml.paths import Paths
+from ml.settings import StreetclipConfig
 from ml.stages.captions import read_captions
 from ml.stages.location_images import read_images
 from ml.train.common import curves_png, show_progress
-from ml.train.contrastive import StreetclipConfig, train_streetclip
+from ml.train.contrastive import train_streetclip
 from ml.train.distributed import main_rank
 
 STAGE = "streetclip"

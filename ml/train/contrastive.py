@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import ClassVar, Literal
 
 import numpy as np
 import pandas as pd
@@ -23,32 +22,12 @@ from torch.utils.data import DataLoader, Dataset
 
 from ml.data.images import ImageStore
 from ml.models.backbone import BackboneSpec, build_model, build_tokenizer, preprocess, save_backbone
+from ml.settings import StreetclipConfig
 from ml.train.common import autocast
 from ml.train.distributed import DistributedBatchSampler, fingerprint, gather
 from ml.train.loop import Schedule, Task, fit, start
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class StreetclipConfig:
-    SECTION: ClassVar[str] = "streetclip"
-
-    backbone: str  # a file in ml/models/configs: tiny | vit-l-14-336
-    weights: Literal["random", "pretrained"]
-    epochs: int  # 0 = no contrastive training (the ablation): the initial model is saved
-    batch_size: int
-    grad_accum: int
-    lr: float
-    weight_decay: float
-    warmup_fraction: float
-    seed: int
-    device: str  # auto | cpu | cuda
-    num_workers: int
-    val_locations: int  # locations in the val retrieval measurement
-    threads: int  # torch CPU threads (0 = torch's default)
-    processes: int  # >1: the asset launches torchrun with this many processes (DDP; one per GPU)
-    checkpoint_every: int  # optimizer steps between checkpoints in data/cache/streetclip (0 = none)
 
 
 @dataclass

@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import ClassVar, Literal
 
 import numpy as np
 import pandas as pd
@@ -32,45 +31,12 @@ from ml.models.geocell import (
     smooth_targets,
     soft_cross_entropy,
 )
+from ml.settings import GeocellModelConfig
 from ml.train.common import autocast
 from ml.train.distributed import Dist, DistributedBatchSampler, fingerprint
 from ml.train.loop import Fitted, Schedule, Task, fit, start
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class AuxWeights:
-    koppen: float
-    landcover: float
-    elevation: float
-    population: float
-    month: float
-
-
-@dataclass(frozen=True)
-class GeocellModelConfig:
-    SECTION: ClassVar[str] = "geocell_model"
-
-    views: int  # views averaged per location, training and evaluation (0 = all)
-    trainable_layers: int  # last transformer layers of the vision tower that train
-    head: Literal["linear", "mlp"]
-    head_hidden: int
-    labels: Literal["haversine", "one_hot"]
-    tau_km: float
-    aux: AuxWeights  # 0 switches a head off
-    epochs: int
-    batch_size: int  # locations per batch
-    lr: float
-    weight_decay: float
-    warmup_fraction: float
-    patience: int  # early stopping: epochs without a better val GeoGuessr score
-    seed: int
-    device: str
-    threads: int
-    cache_trunk: bool
-    processes: int  # >1: the asset launches torchrun with this many processes (DDP; one per GPU)
-    checkpoint_every: int  # optimizer steps between checkpoints in data/cache/geocell_model (0 = none)
 
 
 @dataclass
