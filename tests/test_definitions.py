@@ -3,7 +3,7 @@
 import dagster as dg
 
 from orchestration.definitions import defs
-from tests.conftest import STAGES
+from tests.conftest import REPO, STAGES
 
 CHAIN = set(STAGES)
 
@@ -34,3 +34,16 @@ def test_ml_never_imports_dagster():
         str(p) for p in ml.rglob("*.py") if "import dagster" in p.read_text() or "from dagster" in p.read_text()
     ]
     assert offenders == []
+
+
+def test_the_definitions_load_without_the_heavy_libraries():
+    """Every dagster process and DVC stage imports the definitions: they stay free of torch,
+    transformers, geopandas, scikit-learn and the web stack (the stages import those inside
+    their steps; the config classes live in ml/settings.py)."""
+    import subprocess
+    import sys
+
+    heavy = ["torch", "transformers", "geopandas", "sklearn", "starlette", "matplotlib"]
+    code = f"import sys, orchestration.definitions; print([m for m in {heavy!r} if m in sys.modules])"
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

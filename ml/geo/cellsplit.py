@@ -112,10 +112,7 @@ def cluster_sites(lat, lon, weight, cfg: GeocellsConfig) -> np.ndarray:
 
 def group_polygons(lat, lon, labels, parent_wkb: bytes) -> list[bytes]:
     """Each group's region (WKB): the union of its sites' Voronoi polygons clipped to the parent."""
-    return _group_polygons(np.asarray(lat), np.asarray(lon), labels, shapely.from_wkb(parent_wkb))
-
-
-def _group_polygons(lat, lon, labels, parent) -> list[bytes]:
+    lat, lon, parent = np.asarray(lat), np.asarray(lon), shapely.from_wkb(parent_wkb)
     k = int(labels.max()) + 1
     if k == 1:
         return [shapely.to_wkb(parent)]
