@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +34,7 @@ from ml.geo.maps import figure_png, finish_png, world_axes
 from ml.geo.reference import LANDCOVER_NAMES
 from ml.models.backbone import BackboneSpec, location_embedding, pick_device, preprocess
 from ml.models.geocell import load_geocell_model
-from ml.refine.refine import refine_guess
+from ml.refine.refine import CellGeometry, refine_guess
 from ml.settings import BundleConfig, ImagesConfig, RefineConfig
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,7 @@ class Geolocator:
         self.spec = BackboneSpec(**self.model.spec.backbone)
         self.cells = self.bundle.cells(["cell_id", "centroid_lat", "centroid_lon", "country", "admin1"])
         self.centroids = self.cells[["centroid_lat", "centroid_lon"]].to_numpy(np.float64)
+        self.cell_geometry = CellGeometry.of(self.centroids, self.cells["country"])
         self.prototypes = self.bundle.prototypes()
         self.top_k = top_k
         self._places = None
@@ -102,14 +103,20 @@ class Geolocator:
         return location_embedding(stacked, mask)
 
     @torch.no_grad()
-    def predict_arrays(self, groups_of_images: list[list[np.ndarray]]) -> list[dict]:
-        """Predictions for groups of RGB arrays (one group = the views of one location)."""
+    def predict_arrays(self, groups_of_images: list[list[np.ndarray]], also: tuple[str, ...] = ()) -> list[dict]:
+        """Predictions for groups of RGB arrays (one group = the views of one location); ``also``:
+        other ``refine.guess`` modes whose guesses each result carries under ``other_guesses``
+        (mode -> [lat, lon]; the report's rows for them)."""
         images = [img for group in groups_of_images for img in group]
         group_of = [g for g, group in enumerate(groups_of_images) for _ in group]
         emb = self.embed(images, group_of, len(groups_of_images))
         out = self.model.heads(emb.to(self.device))
         probs = torch.softmax(out["cells"].float(), dim=1).cpu().numpy()
-        guess = refine_guess(probs, emb.numpy(), self.centroids, self.prototypes, self.refine)
+        guess, *more = (
+            refine_guess(probs, emb.numpy(), self.cell_geometry, self.prototypes, self.refine_as(m))
+            for m in (self.refine.guess, *also)
+        )
+        others = dict(zip(also, more))
         places = self.name_places(guess.lat, guess.lon)
         results = []
         for i in range(len(groups_of_images)):
@@ -141,8 +148,14 @@ class Geolocator:
                 ],
             }
             result |= self._aux(out, i)
+            if others:
+                result["other_guesses"] = {m: [float(g.lat[i]), float(g.lon[i])] for m, g in others.items()}
             results.append(result)
         return results
+
+    def refine_as(self, guess: str) -> RefineConfig:
+        """The bundle's refine settings with another ``guess`` mode."""
+        return replace(self.refine, guess=guess)
 
     def _aux(self, out: dict, i: int) -> dict:
         stats, extra = self.model.spec.stats, {}

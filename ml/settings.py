@@ -5,6 +5,7 @@ geopandas or the web stack. The code each section configures lives in its own mo
 
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
@@ -228,6 +229,11 @@ class RefineConfig:
     top_k: int  # PIGEON: 5
     temperature: float
     max_move_km: float  # PIGEON: 1000
+    # the cell a guess starts from (ml.refine.refine.anchor_cells)
+    guess: Literal["top_cell", "min_expected_distance", "country_first"]
+
+
+GUESSES: tuple[str, ...] = typing.get_args(typing.get_type_hints(RefineConfig)["guess"])
 
 
 @dataclass(frozen=True)

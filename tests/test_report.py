@@ -10,11 +10,13 @@ from PIL import Image
 
 from assets.resources import RoostResource
 from ml.cli import main
+from ml.config import load_config
 from ml.data.images import ImageStore
 from ml.eval.evaluate import SwappedColumnsError, read_eval_manifest, set_metrics
 from ml.geo.haversine import haversine_km
 from ml.geo.scores import distance_summary, geoguessr_score
 from ml.paths import Paths
+from ml.settings import GUESSES, RefineConfig
 from ml.store import read_table
 from orchestration.definitions import ASSETS
 
@@ -94,12 +96,17 @@ def test_report_smoke_with_holdout_and_a_user_set(smoke_chain, user_set, tmp_pat
 
     truth = pd.read_csv(user_set).query("id != 'broken'")
     items = [Item(i, [user_set.parent / p]) for i, p in zip(truth["id"], truth["image_path"])]
-    guesses = Geolocator(Paths(smoke).bundle).predict_items(items)
-    km = haversine_km(
-        truth["lat"].to_numpy(), truth["lon"].to_numpy(), [g["lat"] for g in guesses], [g["lon"] for g in guesses]
-    )
-    assert metrics["mine"]["median_km"] == pytest.approx(np.median(km), abs=0.01)
-    assert metrics["mine"]["within_2500km"] == pytest.approx(100 * np.mean(km <= 2500), abs=0.01)
+    geo = Geolocator(Paths(smoke).bundle)
+    for mode in GUESSES:  # the model row (the bundle's refine.guess) and a row per other mode
+        geo.refine = geo.refine_as(mode)
+        guesses = geo.predict_items(items)
+        km = haversine_km(
+            truth["lat"].to_numpy(), truth["lon"].to_numpy(), [g["lat"] for g in guesses], [g["lon"] for g in guesses]
+        )
+        configured = load_config(RefineConfig, root / "params.yaml").guess
+        row = metrics["mine"] if mode == configured else metrics["mine"][f"guess_{mode}"]
+        assert row["median_km"] == pytest.approx(np.median(km), abs=0.01), mode
+        assert row["within_2500km"] == pytest.approx(100 * np.mean(km <= 2500), abs=0.01), mode
     for name, v in metrics["holdout"]["intervals"].items():
         assert v["low"] <= metrics["holdout"][name] <= v["high"], name
 

@@ -24,7 +24,7 @@ from ml.data.sources import IMAGE_COLUMNS, image_paths, read_table_file
 from ml.eval.metrics import baselines
 from ml.geo.haversine import chord_to_km, haversine_km, to_unit_xyz
 from ml.geo.scores import RADII_KM, distance_summary, geoguessr_score
-from ml.settings import ReportConfig
+from ml.settings import GUESSES, ReportConfig
 
 STRATA_KM = (25, 150, 500)
 
@@ -107,6 +107,7 @@ class SetResult:
     by_continent: pd.DataFrame
     failed: int
     zero_shot: dict = field(default_factory=dict)  # model name -> metrics of its zero-shot guesses
+    guesses: dict = field(default_factory=dict)  # other refine.guess modes -> metrics of their guesses
 
 
 def evaluate_groups(
@@ -124,9 +125,10 @@ def evaluate_groups(
 ) -> SetResult:
     """Evaluate predictions for ``groups`` (the views of each truth row); ``train_country``
     (the training locations' countries) adds the largest-country baseline."""
+    others = tuple(g for g in GUESSES if g != geo.refine.guess)
     results = []
     for i in range(0, len(groups), cfg.batch_size):
-        results += geo.predict_arrays(groups[i : i + cfg.batch_size])
+        results += geo.predict_arrays(groups[i : i + cfg.batch_size], also=others)
     lat, lon = truth["lat"].to_numpy(np.float64), truth["lon"].to_numpy(np.float64)
     guess_lat = np.array([r["lat"] for r in results])
     guess_lon = np.array([r["lon"] for r in results])
@@ -151,16 +153,26 @@ def evaluate_groups(
         .reset_index()
     )
     by_continent["country_accuracy"] *= 100
+
+    def row(guessed: pd.DataFrame) -> dict:
+        """The metrics of other guesses (lat, lon, country, admin1) of the same locations."""
+        at = guessed["lat"].to_numpy(float), guessed["lon"].to_numpy(float)
+        gf = pd.DataFrame({"distance_km": haversine_km(lat, lon, *at)})
+        gf["country_correct"] = frame["country"].to_numpy() == guessed["country"].to_numpy(dtype=object)
+        gf["admin1_correct"] = gf["country_correct"].to_numpy() & (
+            places["admin1"].to_numpy() == guessed["admin1"].to_numpy(dtype=object)
+        )
+        return set_metrics(gf, cfg.bootstrap, cfg.seed)
+
     zero_shot = {}
     for zname, classifier in (zero_shots or {}).items():
         parts = [classifier.predict(groups[i : i + cfg.batch_size]) for i in range(0, len(groups), cfg.batch_size)]
-        z = pd.concat(parts, ignore_index=True) if parts else classifier.predict([])
-        zf = pd.DataFrame({"distance_km": haversine_km(lat, lon, z["lat"].to_numpy(float), z["lon"].to_numpy(float))})
-        zf["country_correct"] = frame["country"].to_numpy() == z["country"].to_numpy(dtype=object)
-        zf["admin1_correct"] = zf["country_correct"].to_numpy() & (
-            places["admin1"].to_numpy() == z["admin1"].to_numpy(dtype=object)
-        )
-        zero_shot[zname] = set_metrics(zf, cfg.bootstrap, cfg.seed)
+        zero_shot[zname] = row(pd.concat(parts, ignore_index=True) if parts else classifier.predict([]))
+    guesses = {}
+    for mode in others:
+        at = np.array([r["other_guesses"][mode] for r in results], np.float64).reshape(-1, 2)
+        named = geo.name_places(at[:, 0], at[:, 1])
+        guesses[mode] = row(pd.DataFrame({"lat": at[:, 0], "lon": at[:, 1]}).join(named[["country", "admin1"]]))
     return SetResult(
         name=name,
         frame=frame,
@@ -170,6 +182,7 @@ def evaluate_groups(
         by_continent=by_continent,
         failed=failed,
         zero_shot=zero_shot,
+        guesses=guesses,
     )
 
 

@@ -13,6 +13,7 @@ import pandas as pd
 from ml.eval.evaluate import SetResult
 from ml.geo.maps import figure_png, finish_png, world_axes
 from ml.geo.scores import RADII_KM
+from ml.settings import GUESSES
 
 # PIGEON's published figures (Haas et al., CVPR 2024, arXiv 2307.05845), for context only:
 # a different task and data than Roost's embedded default.
@@ -81,19 +82,20 @@ def metric_table(result: SetResult) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-ZERO_SHOT_ORDER = ORDER[:-2]  # zero-shot guesses name no cell
+OTHER_ORDER = ORDER[:-2]  # rows of other systems: no cell top-1 / top-5
 
 
-def zero_shot_table(result: SetResult) -> pd.DataFrame:
-    """One row per CLIP model scored by hierarchical zero-shot prompts (no head), with intervals."""
-    rows = []
-    for name, metrics in result.zero_shot.items():
-        row = {"system": f"zero-shot {name}"}
-        for k in ZERO_SHOT_ORDER:
+def rows_table(rows: dict[str, dict], label: str) -> pd.DataFrame:
+    """One row per other system scored on the same locations (a CLIP model's zero-shot
+    prompts, the model's other ``refine.guess`` modes), with intervals."""
+    out = []
+    for name, metrics in rows.items():
+        row = {"system": f"{label}{name}"}
+        for k in OTHER_ORDER:
             m = metrics[k]
             row[k] = f"{m['value']:.2f} ({m['low']:.2f} - {m['high']:.2f})"
-        rows.append(row)
-    return pd.DataFrame(rows)
+        out.append(row)
+    return pd.DataFrame(out)
 
 
 def markdown_table(frame: pd.DataFrame) -> str:
@@ -125,7 +127,19 @@ def write_report(result: SetResult, folder: Path, domain: str, countries=None, a
 Hierarchical prompts: the country first ("A Street View photo in {{country}}."), then admin-1
 regions within the best countries; the guess is the chosen region's training centroid.
 
-{markdown_table(zero_shot_table(result))}
+{markdown_table(rows_table(result.zero_shot, "zero-shot "))}
+"""
+    guesses = ""
+    if result.guesses:
+        configured = next(g for g in GUESSES if g not in result.guesses)
+        guesses = f"""## The same model, other guesses (`refine.guess`; value and 95% interval)
+
+The model row above starts from the `{configured}` cell. `top_cell`: PIGEON's most probable
+cell; `min_expected_distance`: the cell whose centroid minimises the probability-weighted
+distance to every centroid; `country_first`: the most probable cell of the most probable
+country (cell probabilities summed by country). Refinement as configured in each.
+
+{markdown_table(rows_table(result.guesses, "guess: "))}
 """
     md = f"""# Roost benchmark report: {result.name}
 
@@ -136,6 +150,7 @@ regions within the best countries; the guess is the chosen region's training cen
 {markdown_table(table)}
 
 {zero_shot}
+{guesses}
 ## By distance to the nearest training location
 
 {markdown_table(result.strata)}
@@ -220,4 +235,6 @@ def metrics_json(results: list[SetResult]) -> dict:
         for model, metrics in r.zero_shot.items():
             key = "zero_shot_" + "".join(c if c.isalnum() else "_" for c in model)
             out[r.name][key] = {k: round(v["value"], 4) for k, v in metrics.items()}
+        for mode, metrics in r.guesses.items():
+            out[r.name][f"guess_{mode}"] = {k: round(v["value"], 4) for k, v in metrics.items()}
     return out
