@@ -8,8 +8,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ml.bundle import BundleError, verify_bundle
-
 Result = tuple[bool, dict]
 
 
@@ -127,6 +125,10 @@ def beats_baselines(model: dict, baselines: dict[str, dict]) -> Result:
 
 
 def bundle_verifies(folder: Path) -> Result:
+    # imported here: ml.bundle pulls in torch (2.5 s), which no other check needs, and every
+    # stage's checks import this module in the stage's process (benchmarks.pipeline)
+    from ml.bundle import BundleError, verify_bundle
+
     try:
         manifest = verify_bundle(folder)
     except BundleError as e:
