@@ -9,10 +9,7 @@ THREADS = pin_threads(2)
 
 import io  # noqa: E402
 import os  # noqa: E402
-import signal  # noqa: E402
-import socket  # noqa: E402
 import statistics  # noqa: E402
-import subprocess  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from concurrent.futures import ThreadPoolExecutor  # noqa: E402
@@ -22,6 +19,7 @@ import requests  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from ml.paths import Paths  # noqa: E402
+from ml.serve.process import served  # noqa: E402
 
 PHOTO = Path(__file__).resolve().parents[1].parent / "shared" / "testdata" / "exif" / "DSCN0010.jpg"
 CLIENTS, SEQUENTIAL, CONCURRENT = 4, 40, 100
@@ -36,33 +34,13 @@ def photo_640() -> bytes:
     return out.getvalue()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def main() -> None:
     bundle = Paths.from_env().bundle
     if not (bundle / "manifest.json").exists():
         sys.exit(f"no bundle at {bundle}: run `make run` first")
     body = photo_640()
-    port = free_port()
-    cmd = [sys.executable, "-m", "ml.cli", "serve", "--bundle", str(bundle), "--port", str(port)]
-    server = subprocess.Popen([*cmd, "--threads", str(THREADS)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        start = time.perf_counter()
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(base + "/api/health", timeout=2).ok:
-                    break
-            except requests.ConnectionError:
-                time.sleep(0.2)
-        else:
-            sys.exit("roost serve did not answer within 120 s")
-        start_seconds = time.perf_counter() - start
+    with served(bundle, "--threads", str(THREADS)) as server:
+        base, start_seconds, pid = server.base, server.start_seconds, server.pid
 
         def one(_=None) -> float:
             t = time.perf_counter()
@@ -78,12 +56,6 @@ def main() -> None:
         with ThreadPoolExecutor(CLIENTS) as pool:
             concurrent = list(pool.map(one, range(CONCURRENT)))
         per_s = CONCURRENT / (time.perf_counter() - t)
-    finally:
-        server.send_signal(signal.SIGINT)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
     median = statistics.median(latencies)
     with Image.open(io.BytesIO(body)) as im:
         size = im.size
@@ -94,7 +66,7 @@ def main() -> None:
         f"{CLIENTS} concurrent clients: {per_s:.1f} requests/s over {CONCURRENT}, "
         f"median {statistics.median(concurrent):.1f} ms"
     )
-    print(f"server pid {server.pid}, {os.cpu_count()} cpus, {THREADS} torch threads")
+    print(f"server pid {pid}, {os.cpu_count()} cpus, {THREADS} torch threads")
     report({"median_ms": round(median, 1), "requests_per_s": round(per_s, 1), "clients": CLIENTS})
 
 

@@ -7,10 +7,6 @@ import base64
 import io
 import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -22,9 +18,10 @@ from PIL import Image
 from ml.paths import Paths
 from ml.privacy.audit import audit_bytes
 from ml.privacy.formats import jpeg_segments
+from ml.serve.process import served
 from tests.conftest import REPO
 from tests.test_privacy import PHOTOS
-from tests.test_ui import free_port, wait_for
+from tests.test_ui import wait_for
 
 
 @pytest.fixture
@@ -33,41 +30,10 @@ def server(smoke_chain, tmp_path):
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["serve"]["max_file_mb"] = 1  # a 1.5 MB upload is over it
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    port = free_port()
-    cmd = [
-        sys.executable,
-        "-m",
-        "ml.cli",
-        "serve",
-        "--bundle",
-        str(Paths(root).bundle),
-        "--port",
-        str(port),
-        "--params",
-        str(tmp_path / "params.yaml"),
-        "--threads",
-        "1",
-    ]
-    proc = subprocess.Popen(cmd, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(base + "/api/health", timeout=2).ok:
-                break
-        except requests.ConnectionError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail("roost serve did not answer within 120 s")
-    try:
-        yield base
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    args = ["--params", str(tmp_path / "params.yaml"), "--threads", "1"]
+    with served(Paths(root).bundle, *args, cwd=REPO, env=env) as server:
+        yield server.base
 
 
 def files(*paths):

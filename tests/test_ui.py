@@ -9,7 +9,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -17,14 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from ml.serve.process import free_port
 from tests.conftest import REPO, make_root
 from tests.test_definitions import CHAIN
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def graphql(base: str, query: str, variables: dict | None = None) -> dict:
