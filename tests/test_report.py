@@ -12,11 +12,11 @@ from assets.resources import RoostResource
 from ml.cli import main
 from ml.config import load_config
 from ml.data.images import ImageStore
-from ml.eval.evaluate import SwappedColumnsError, read_eval_manifest, set_metrics
+from ml.eval.evaluate import SwappedColumnsError, bootstrap_interval, members_of, read_eval_manifest, set_metrics
 from ml.geo.haversine import haversine_km
 from ml.geo.scores import distance_summary, geoguessr_score
 from ml.paths import Paths
-from ml.settings import GUESSES, RefineConfig
+from ml.settings import GUESSES, EnrichConfig, RefineConfig
 from ml.store import read_table
 from orchestration.definitions import ASSETS
 
@@ -39,6 +39,24 @@ def test_intervals_contain_the_value():
     m = set_metrics(frame, n_boot=200, seed=0)
     for v in m.values():
         assert v["low"] <= v["value"] <= v["high"]
+
+
+def test_the_block_bootstrap_resamples_whole_blocks():
+    """Two blocks of 50 equal values each, 0 and 1: a resample of blocks is 00, 01, 10 or 11, so
+    its mean is 0, 0.5 or 1 and each extreme has probability 1/4: the 95% interval is [0, 1]. A
+    resample of locations keeps the mean near 0.5 (its interval: about 0.4 - 0.6)."""
+    values = np.repeat([0.0, 1.0], 50)
+    blocks = np.repeat(["mp16-10", "mp16-9"], 50)  # labels, not positions
+    assert bootstrap_interval(values, np.mean, 1000, 0, blocks) == (0.0, 1.0)
+    lo, hi = bootstrap_interval(values, np.mean, 1000, 0)
+    assert 0.3 < lo < 0.5 < hi < 0.7
+    one_block = np.zeros(100, dtype=int)  # a single block: every resample is the whole set
+    spread = np.random.default_rng(0).exponential(500, 100)
+    assert bootstrap_interval(spread, np.median, 200, 0, one_block) == (np.median(spread), np.median(spread))
+    shuffled = np.random.default_rng(1).permutation(100) % 7  # blocks whose rows are interleaved
+    members = members_of(shuffled)
+    assert sorted(np.concatenate(members).tolist()) == list(range(100))
+    assert all((shuffled[m] == shuffled[m[0]]).all() for m in members)
 
 
 def test_swapped_headers_are_detected(tmp_path):
@@ -110,6 +128,9 @@ def test_report_smoke_with_holdout_and_a_user_set(smoke_chain, user_set, tmp_pat
     for name, v in metrics["holdout"]["intervals"].items():
         assert v["low"] <= metrics["holdout"][name] <= v["high"], name
 
+    smoke_block_km = load_config(EnrichConfig, root / "params.yaml").split.block_km
+    assert f"blocks of {smoke_block_km:g} km whole" in (out / "reports" / "holdout.md").read_text()
+    assert "the bootstrap resamples locations." in (out / "reports" / "mine.md").read_text()
     html = (out / "reports" / "holdout.html").read_text()
     assert "<table>" in html and "data:image/png;base64," in html and "PIGEON" in html
     curve = pd.read_csv(out / "error_curve_holdout.csv")

@@ -3,6 +3,10 @@
 Metrics per set: % of guesses within 1 / 25 / 200 / 750 / 2500 km, median km, mean GeoGuessr
 score (5000 exp(-d / 1492.7), unrounded), country and admin-1 accuracy (the guess named by the
 same Natural Earth rule as the truth), geocell top-1 / top-5; seeded bootstrap 95% intervals.
+The holdout's bootstrap resamples whole blocks (the split's ``block_km`` grid, read from the
+bundle's params): its locations were held out block by block and a block's errors come
+together (one region the model confuses), so resampling locations one by one would give
+intervals far too narrow. A user set's bootstrap resamples its locations.
 Two no-skill baselines on the same set: always the train-set medoid, and a random training
 location. Accuracy is also stratified by the distance from each evaluated location to its
 nearest training location, so a reader sees how much comes from nearby training data. CLIP
@@ -21,6 +25,7 @@ from scipy.spatial import cKDTree
 
 from ml.data.images import ImageRejected, load_image, view_table
 from ml.data.sources import IMAGE_COLUMNS, image_paths, read_table_file
+from ml.data.split import block_ids
 from ml.eval.metrics import baselines
 from ml.geo.haversine import chord_to_km, haversine_km, to_unit_xyz
 from ml.geo.scores import RADII_KM, distance_summary, geoguessr_score
@@ -53,17 +58,37 @@ def read_eval_manifest(path: Path, swap: bool) -> pd.DataFrame:
     return pd.DataFrame({"id": ids, "lat": lat.to_numpy(), "lon": lon.to_numpy(), "paths": paths})
 
 
-def bootstrap_interval(values: np.ndarray, stat, n: int, seed: int) -> tuple[float, float]:
+def members_of(clusters: np.ndarray) -> list[np.ndarray]:
+    """The row indices of each cluster (a label per row), in order of first label."""
+    _, inverse = np.unique(np.asarray(clusters), return_inverse=True)
+    order = np.argsort(inverse, kind="stable")
+    return np.split(order, np.cumsum(np.bincount(inverse))[:-1])
+
+
+def bootstrap_interval(
+    values: np.ndarray, stat, n: int, seed: int, clusters: np.ndarray | None = None
+) -> tuple[float, float]:
+    """The 2.5 and 97.5 percentiles of ``stat`` over ``n`` seeded resamples: of the rows, or,
+    with ``clusters`` (a label per row), of the clusters (as many drawn with replacement as
+    there are, each with all its rows)."""
     if len(values) == 0 or n <= 0:
         return float("nan"), float("nan")
     rng = np.random.default_rng(seed)
-    stats = [stat(values[rng.integers(0, len(values), len(values))]) for _ in range(n)]
+    if clusters is None:
+        stats = [stat(values[rng.integers(0, len(values), len(values))]) for _ in range(n)]
+    else:
+        members = members_of(clusters)
+        draws = (rng.integers(0, len(members), len(members)) for _ in range(n))
+        stats = [stat(values[np.concatenate([members[c] for c in drawn])]) for drawn in draws]
     lo, hi = np.percentile(stats, [2.5, 97.5])
     return float(lo), float(hi)
 
 
-def set_metrics(frame: pd.DataFrame, n_boot: int, seed: int) -> dict[str, dict[str, float]]:
-    """Each metric with its bootstrap 95% interval: {metric: {value, low, high}}."""
+def set_metrics(
+    frame: pd.DataFrame, n_boot: int, seed: int, clusters: np.ndarray | None = None
+) -> dict[str, dict[str, float]]:
+    """Each metric with its bootstrap 95% interval: {metric: {value, low, high}}; ``clusters``
+    (a label per row, e.g. the split's block): resample those, not rows."""
     d = frame["distance_km"].to_numpy()
     columns = {f"within_{r}km": (d, lambda x, r=r: float(np.mean(x <= r) * 100)) for r in RADII_KM}
     columns["median_km"] = (d, lambda x: float(np.median(x)))
@@ -74,7 +99,7 @@ def set_metrics(frame: pd.DataFrame, n_boot: int, seed: int) -> dict[str, dict[s
             columns[name.replace("_correct", "_accuracy")] = (v, lambda x: float(np.mean(x) * 100))
     out = {}
     for i, (name, (values, stat)) in enumerate(columns.items()):
-        lo, hi = bootstrap_interval(values, stat, n_boot, seed + i)
+        lo, hi = bootstrap_interval(values, stat, n_boot, seed + i, clusters)
         out[name] = {"value": stat(values) if len(values) else float("nan"), "low": lo, "high": hi}
     return out
 
@@ -108,6 +133,7 @@ class SetResult:
     failed: int
     zero_shot: dict = field(default_factory=dict)  # model name -> metrics of its zero-shot guesses
     guesses: dict = field(default_factory=dict)  # other refine.guess modes -> metrics of their guesses
+    bootstrap_unit: str = "locations"  # what the intervals' bootstrap resamples (the report says it)
 
 
 def evaluate_groups(
@@ -122,9 +148,12 @@ def evaluate_groups(
     failed: int = 0,
     zero_shots: dict | None = None,
     train_country=None,
+    clusters: np.ndarray | None = None,
+    bootstrap_unit: str = "locations",
 ) -> SetResult:
     """Evaluate predictions for ``groups`` (the views of each truth row); ``train_country``
-    (the training locations' countries) adds the largest-country baseline."""
+    (the training locations' countries) adds the largest-country baseline; ``clusters`` (a
+    label per truth row, e.g. its split block) makes the bootstrap resample those."""
     others = tuple(g for g in GUESSES if g != geo.refine.guess)
     results = []
     for i in range(0, len(groups), cfg.batch_size):
@@ -162,7 +191,7 @@ def evaluate_groups(
         gf["admin1_correct"] = gf["country_correct"].to_numpy() & (
             places["admin1"].to_numpy() == guessed["admin1"].to_numpy(dtype=object)
         )
-        return set_metrics(gf, cfg.bootstrap, cfg.seed)
+        return set_metrics(gf, cfg.bootstrap, cfg.seed, clusters)
 
     zero_shot = {}
     for zname, classifier in (zero_shots or {}).items():
@@ -176,20 +205,30 @@ def evaluate_groups(
     return SetResult(
         name=name,
         frame=frame,
-        metrics=set_metrics(frame, cfg.bootstrap, cfg.seed),
+        metrics=set_metrics(frame, cfg.bootstrap, cfg.seed, clusters),
         baselines=baselines(lat, lon, train_lat, train_lon, cfg.seed, train_country, frame["country"].to_numpy()),
         strata=strata(frame),
         by_continent=by_continent,
         failed=failed,
         zero_shot=zero_shot,
         guesses=guesses,
+        bootstrap_unit=bootstrap_unit,
     )
 
 
 def evaluate_holdout(
-    geo, locations: pd.DataFrame, images: pd.DataFrame, store, train, cell_lookup, cfg, zero_shots=None
+    geo,
+    locations: pd.DataFrame,
+    images: pd.DataFrame,
+    store,
+    train,
+    cell_lookup,
+    cfg,
+    zero_shots=None,
+    block_km: float | None = None,
 ) -> SetResult:
-    """The test split of enriched_locations with its stored views."""
+    """The test split of enriched_locations with its stored views; ``block_km``: the split's
+    blocks, which the bootstrap resamples whole (None: it resamples locations)."""
     test = locations[locations["split"] == "test"]
     test = test[test["id"].astype(str).isin(set(images["location_id"].astype(str)))].reset_index(drop=True)
     if cfg.max_locations:
@@ -197,8 +236,12 @@ def evaluate_holdout(
     table = view_table(test["id"], images, geo.model.spec.views)
     groups = [table.read(store, k) for k in range(len(test))]
     tl, tn = train["lat"].to_numpy(), train["lon"].to_numpy()
+    blocks, unit = None, "locations"
+    if block_km:
+        blocks = block_ids(test["lat"].to_numpy(np.float64), test["lon"].to_numpy(np.float64), block_km)
+        unit = f"its {len(np.unique(blocks))} blocks of {block_km:g} km whole"
     return evaluate_groups(
-        geo, "holdout", test, groups, tl, tn, cell_lookup, cfg, zero_shots=zero_shots, train_country=_countries(train)
+        geo, "holdout", test, groups, tl, tn, cell_lookup, cfg, 0, zero_shots, _countries(train), blocks, unit
     )
 
 

@@ -120,6 +120,9 @@ def write_report(result: SetResult, folder: Path, domain: str, countries=None, a
     paper = markdown_table(pd.DataFrame(PAPER).fillna(""))
     if ablations:  # make ablations' table, a level below this report's title
         ablations = "\n".join(("#" + line) if line.startswith("#") else line for line in ablations.splitlines()) + "\n"
+    blocks_note = (
+        "" if result.bootstrap_unit == "locations" else ", as the split held them out: a block's errors come together"
+    )
     zero_shot = ""
     if result.zero_shot:
         zero_shot = f"""## CLIP zero-shot, no head (value and 95% interval)
@@ -146,6 +149,8 @@ country (cell probabilities summed by country). Refinement as configured in each
 {intro}
 
 ## Metrics (bootstrap 95% intervals) and no-skill baselines
+
+Intervals: the bootstrap resamples {result.bootstrap_unit}{blocks_note}.
 
 {markdown_table(table)}
 

@@ -10,12 +10,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from ml.config import load_config
 from ml.eval.evaluate import SetResult, evaluate_holdout, evaluate_manifest
 from ml.eval.report import METRICS_FILE, error_curve, metrics_json, write_report
 from ml.eval.zeroshot import ZeroShot, load_clip
 from ml.paths import Paths
 from ml.predict import Geolocator
-from ml.settings import ReportConfig
+from ml.settings import EnrichConfig, ReportConfig
 from ml.stages.location_images import open_store, read_images, read_located
 
 STAGE = "benchmark_report"
@@ -54,8 +55,10 @@ def run_benchmark_report(paths: Paths, cfg: ReportConfig) -> list[SetResult]:
     zero_shots = zero_shot_models(
         cfg.zero_shot, train, paths.streetclip_model, paths.resolve, cfg.zero_shot_top_countries
     )
+    block_km = load_config(EnrichConfig, geo.bundle.params).split.block_km  # the blocks the split dealt whole
     with open_store(paths) as store:
-        results = [evaluate_holdout(geo, locations, read_images(paths), store, train, lookup, cfg, zero_shots)]
+        images = read_images(paths)
+        results = [evaluate_holdout(geo, locations, images, store, train, lookup, cfg, zero_shots, block_km)]
     for s in cfg.sets:
         manifest = paths.resolve(s.manifest)
         results.append(evaluate_manifest(geo, s.name, manifest, s.swap_lat_lon, train, lookup, cfg, zero_shots))
