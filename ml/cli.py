@@ -13,6 +13,7 @@ import yaml
 
 from ml import __version__
 from ml.config import ParamsError, active_profile, read_params, resolve_section
+from ml.settings import GUESSES
 
 
 def _params(args: argparse.Namespace) -> int:
@@ -66,6 +67,8 @@ def _predict(args: argparse.Namespace) -> int:
     except BundleError as e:
         print(f"roost: error: {e}", file=sys.stderr)
         return 2
+    if args.guess:
+        geo.refine = geo.refine_as(args.guess)
     if geo.image_domain != "photos":
         print(
             f"roost: warning: this model was trained on {geo.image_domain}, not on photos; "
@@ -324,6 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bundle", default="data/model_bundle/bundle", help="a model_bundle folder")
     p.add_argument("--format", choices=["table", "json", "csv", "geojson"], default="table")
     p.add_argument("--group-views", action="store_true", help="average the views of one folder / manifest id")
+    p.add_argument("--guess", choices=GUESSES, help="the cell a guess starts from (default: the bundle's refine.guess)")
     p.add_argument("--map", metavar="PNG", help="write the guesses and top cells on a world map")
     p.add_argument("--explain", metavar="PNG", help="write the attention rollout of the first image")
     p.add_argument("--output", metavar="FILE", help="write the results here instead of standard output")

@@ -12,6 +12,7 @@ from PIL import Image
 from ml.cli import main
 from ml.paths import Paths
 from ml.predict import Geolocator, Item, attention_rollout, explain
+from ml.settings import GUESSES
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +83,32 @@ def check_against_the_model(bundle, path, r):
     hit = countries[shapely.contains(countries.geometry.to_numpy(), shapely.Point(r["lon"], r["lat"]))]
     if len(hit):  # on land: the polygon that holds the guess names it
         assert r["country"] in set(hit[["iso_a2", "iso_a3", "adm0_a3"]].astype(str).to_numpy().ravel())
+
+
+def test_guess_flag_picks_the_refine_guess_mode(bundle, photos, capsys, monkeypatch):
+    """--guess MODE predicts with that refine.guess mode (seen by the Geolocator that answers)
+    and answers as the Geolocator does with it, whatever the bundle's own mode."""
+    files = [str(photos / "good0.jpg"), str(photos / "good1.jpg")]
+    geo = Geolocator(bundle)
+    items = [Item(f, [f]) for f in files]
+    seen = []
+    predict_items = Geolocator.predict_items
+
+    def spy(self, *args, **kwargs):
+        seen.append(self.refine.guess)
+        return predict_items(self, *args, **kwargs)
+
+    monkeypatch.setattr(Geolocator, "predict_items", spy)
+    for mode in GUESSES:
+        code, out, _ = run_cli(capsys, "--bundle", str(bundle), "--format", "json", "--guess", mode, *files)
+        assert code == 0 and seen[-1] == mode
+        geo.refine = geo.refine_as(mode)
+        expected = [v for e in predict_items(geo, items) for v in (e["lat"], e["lon"])]
+        assert [v for r in json.loads(out) for v in (r["lat"], r["lon"])] == pytest.approx(expected), mode
+    run_cli(capsys, "--bundle", str(bundle), "--format", "json", *files)
+    assert seen[-1] == Geolocator(bundle).refine.guess  # no flag: the bundle's own mode
+    with pytest.raises(SystemExit):
+        main(["predict", "--bundle", str(bundle), "--guess", "centroid", files[0]])
 
 
 def test_csv_geojson_and_table(bundle, photos, capsys):
