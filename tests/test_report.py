@@ -125,8 +125,11 @@ def test_report_smoke_with_holdout_and_a_user_set(smoke_chain, user_set, tmp_pat
         row = metrics["mine"] if mode == configured else metrics["mine"][f"guess_{mode}"]
         assert row["median_km"] == pytest.approx(np.median(km), abs=0.01), mode
         assert row["within_2500km"] == pytest.approx(100 * np.mean(km <= 2500), abs=0.01), mode
+    # a block bootstrap over the smoke holdout's few blocks need not straddle the value (a
+    # resample of whole blocks is not centred on it), so only the interval's own shape here;
+    # what the block bootstrap computes: test_the_block_bootstrap_resamples_whole_blocks
     for name, v in metrics["holdout"]["intervals"].items():
-        assert v["low"] <= metrics["holdout"][name] <= v["high"], name
+        assert v["low"] <= v["high"], name
 
     smoke_block_km = load_config(EnrichConfig, root / "params.yaml").split.block_km
     assert f"blocks of {smoke_block_km:g} km whole" in (out / "reports" / "holdout.md").read_text()

@@ -3,12 +3,12 @@
 Metrics per set: % of guesses within 1 / 25 / 200 / 750 / 2500 km, median km, mean GeoGuessr
 score (5000 exp(-d / 1492.7), unrounded), country and admin-1 accuracy (the guess named by the
 same Natural Earth rule as the truth), geocell top-1 / top-5; seeded bootstrap 95% intervals.
-The holdout's bootstrap resamples whole blocks (the split's ``block_km`` grid, read from the
-bundle's params): its locations were held out block by block and a block's errors come
-together (one region the model confuses), so resampling locations one by one would give
-intervals far too narrow. A user set's bootstrap resamples its locations.
-Two no-skill baselines on the same set: always the train-set medoid, and a random training
-location. Accuracy is also stratified by the distance from each evaluated location to its
+The holdout's bootstrap resamples whole blocks (the split's ``block_km`` grid; the report stage
+reads it from the bundle's params): its locations were held out block by block and a block's
+errors come together (one region the model confuses), so resampling locations one by one would
+give intervals far too narrow. A user set's bootstrap resamples its locations. Three no-skill
+baselines on the same set: always the train-set medoid, a random training location, and the
+largest training country's medoid. Accuracy is also stratified by the distance from each evaluated location to its
 nearest training location, so a reader sees how much comes from nearby training data. CLIP
 models named in params are also scored with no head, by hierarchical zero-shot prompts
 (ml/eval/zeroshot.py), each as its own row.
@@ -241,7 +241,18 @@ def evaluate_holdout(
         blocks = block_ids(test["lat"].to_numpy(np.float64), test["lon"].to_numpy(np.float64), block_km)
         unit = f"its {len(np.unique(blocks))} blocks of {block_km:g} km whole"
     return evaluate_groups(
-        geo, "holdout", test, groups, tl, tn, cell_lookup, cfg, 0, zero_shots, _countries(train), blocks, unit
+        geo,
+        "holdout",
+        test,
+        groups,
+        tl,
+        tn,
+        cell_lookup,
+        cfg,
+        zero_shots=zero_shots,
+        train_country=_countries(train),
+        clusters=blocks,
+        bootstrap_unit=unit,
     )
 
 
