@@ -57,6 +57,7 @@ def geocell_model(context: dg.AssetExecutionContext, roost: RoostResource) -> dg
             "val_median_km": val.get("median_km", 0.0),
             "val": dg.MetadataValue.json(val),
             "val_untrained": dg.MetadataValue.json(m["val_untrained"]),
+            "val_intervals": dg.MetadataValue.json(m.get("val_intervals", {})),
             "val_most_frequent_cell_top1": m["val_most_frequent_cell_top1"],
             "epochs_run": m["epochs_run"],
             "cells": m["cells"],

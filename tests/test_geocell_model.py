@@ -119,6 +119,9 @@ def test_geocell_model_smoke(smoke_chain):
     assert len(history["train_loss"]) == meta["epochs_run"].value >= 2
     assert min(history["train_loss"]) < 0.8 * history["train_loss"][0]
     assert set(meta["val"].value) >= {"top1", "top5", "median_km"}
+    intervals = meta["val_intervals"].value  # the report's metric names, over val's blocks
+    assert set(intervals) >= {"median_km", "geoguessr", "within_2500km", "country_accuracy", "cell_top1"}
+    assert all(i["low"] <= i["high"] for i in intervals.values())
     model = load_geocell_model(Paths(root).geocell_model)
     assert model.spec.n_cells == meta["cells"].value
     assert all(torch.isfinite(p).all() for p in model.parameters())
@@ -133,3 +136,29 @@ def test_smooth_targets_normalise_stably_far_from_the_centroid():
     assert np.isfinite(p).all() and np.allclose(p.sum(1), 1.0)
     raw = smooth_labels(np.array([0]), lat[1:], lon[1:], centroids, 75.0)
     assert np.allclose(p[1], raw[0] / raw[0].sum())
+
+
+def test_val_intervals_resample_the_splits_blocks(tmp_path):
+    """Known answers: val locations in one block of the split's block_km give zero-width
+    intervals at the values; in two blocks far apart, the median's interval runs from one
+    block's median to the other's (a resample draws one block twice or each once)."""
+    import shutil
+    from pathlib import Path
+
+    import pandas as pd
+
+    from ml.stages.geocell_model import val_intervals
+
+    shutil.copy(Path(__file__).resolve().parents[1] / "params.yaml", tmp_path / "params.yaml")
+    paths = Paths(tmp_path)
+    near = pd.DataFrame({"lat": [48.0, 48.01, 48.02, 48.03], "lon": [1.0, 1.01, 1.02, 1.03]})
+    rows = pd.DataFrame({"distance_km": [100.0, 200.0, 300.0, 400.0], "country_correct": [True, True, False, True]})
+    found = val_intervals(paths, near, rows)
+    assert found["val_blocks"] == 1
+    assert found["val_intervals"]["median_km"] == {"low": 250.0, "high": 250.0}
+    assert found["val_intervals"]["country_accuracy"] == {"low": 75.0, "high": 75.0}
+    apart = pd.DataFrame({"lat": [48.0, 48.01, -33.0, -33.01], "lon": [1.0, 1.01, 151.0, 151.01]})
+    spread = pd.DataFrame({"distance_km": [10.0, 30.0, 5000.0, 7000.0]})
+    found = val_intervals(paths, apart, spread)
+    assert found["val_blocks"] == 2
+    assert found["val_intervals"]["median_km"] == {"low": 20.0, "high": 6000.0}

@@ -12,7 +12,8 @@ from assets.resources import RoostResource
 from ml.cli import main
 from ml.config import load_config
 from ml.data.images import ImageStore
-from ml.eval.evaluate import SwappedColumnsError, bootstrap_interval, members_of, read_eval_manifest, set_metrics
+from ml.eval.evaluate import SwappedColumnsError, read_eval_manifest
+from ml.eval.metrics import bootstrap_interval, members_of, set_metrics
 from ml.geo.haversine import haversine_km
 from ml.geo.scores import distance_summary, geoguessr_score
 from ml.paths import Paths

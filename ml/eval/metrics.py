@@ -1,11 +1,13 @@
-"""No-skill baselines for geolocation metrics (the scores themselves: ``ml.geo.scores``)."""
+"""No-skill baselines for geolocation metrics, and the metrics of an evaluated set with their
+bootstrap intervals (the scores themselves: ``ml.geo.scores``)."""
 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from ml.geo.haversine import chord_to_km, haversine_km, to_unit_xyz
-from ml.geo.scores import distance_summary
+from ml.geo.scores import RADII_KM, distance_summary, geoguessr_score
 
 
 def _medoid(lat: np.ndarray, lon: np.ndarray, rng: np.random.Generator) -> int:
@@ -49,4 +51,50 @@ def baselines(
                 out["largest_country"]["country_accuracy"] = (
                     float(np.mean(truth == largest) * 100) if len(truth) else 0.0
                 )
+    return out
+
+
+def members_of(clusters: np.ndarray) -> list[np.ndarray]:
+    """The row indices of each cluster (a label per row), in order of first label."""
+    _, inverse = np.unique(np.asarray(clusters), return_inverse=True)
+    order = np.argsort(inverse, kind="stable")
+    return np.split(order, np.cumsum(np.bincount(inverse))[:-1])
+
+
+def bootstrap_interval(
+    values: np.ndarray, stat, n: int, seed: int, clusters: np.ndarray | None = None
+) -> tuple[float, float]:
+    """The 2.5 and 97.5 percentiles of ``stat`` over ``n`` seeded resamples: of the rows, or,
+    with ``clusters`` (a label per row), of the clusters (as many drawn with replacement as
+    there are, each with all its rows)."""
+    if len(values) == 0 or n <= 0:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    if clusters is None:
+        stats = [stat(values[rng.integers(0, len(values), len(values))]) for _ in range(n)]
+    else:
+        members = members_of(clusters)
+        draws = (rng.integers(0, len(members), len(members)) for _ in range(n))
+        stats = [stat(values[np.concatenate([members[c] for c in drawn])]) for drawn in draws]
+    lo, hi = np.percentile(stats, [2.5, 97.5])
+    return float(lo), float(hi)
+
+
+def set_metrics(
+    frame: pd.DataFrame, n_boot: int, seed: int, clusters: np.ndarray | None = None
+) -> dict[str, dict[str, float]]:
+    """Each metric with its bootstrap 95% interval: {metric: {value, low, high}}; ``clusters``
+    (a label per row, e.g. the split's block): resample those, not rows."""
+    d = frame["distance_km"].to_numpy()
+    columns = {f"within_{r}km": (d, lambda x, r=r: float(np.mean(x <= r) * 100)) for r in RADII_KM}
+    columns["median_km"] = (d, lambda x: float(np.median(x)))
+    columns["geoguessr"] = (d, lambda x: float(geoguessr_score(x).mean()))
+    for name in ("country_correct", "admin1_correct", "cell_top1", "cell_top5"):
+        if name in frame:
+            v = frame[name].to_numpy(dtype=float)
+            columns[name.replace("_correct", "_accuracy")] = (v, lambda x: float(np.mean(x) * 100))
+    out = {}
+    for i, (name, (values, stat)) in enumerate(columns.items()):
+        lo, hi = bootstrap_interval(values, stat, n_boot, seed + i, clusters)
+        out[name] = {"value": stat(values) if len(values) else float("nan"), "low": lo, "high": hi}
     return out

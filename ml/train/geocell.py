@@ -119,6 +119,7 @@ class GeocellTrainResult:
     seconds: float
     train: pd.DataFrame  # the locations trained on
     val: pd.DataFrame  # the locations selected on
+    val_rows: pd.DataFrame | None = None  # the selected model on each val location (``GeocellTask.evaluate``)
 
 
 class ViewEncoder:
@@ -160,6 +161,7 @@ class GeocellTask(Task):
         self.sampler = DistributedBatchSampler(len(train.frame), cfg.batch_size, d, cfg.seed, drop_last=False)
         self.history: dict[str, list[float]] = {"train_loss": [], "val_top1": [], "val_top5": [], "val_geoguessr": []}
         self.best, self.best_state, self.best_metrics, self.stale, self.total = -1.0, None, {}, 0, 0.0
+        self.rows = self.best_rows = None  # per location of the last / the best evaluation
 
     def forward(self, views: ViewTable, locations, module=None) -> dict[str, torch.Tensor]:
         flat, mask = views.flat_rows(locations)
@@ -201,7 +203,8 @@ class GeocellTask(Task):
     @torch.no_grad()
     def evaluate(self, split: Split) -> dict[str, float]:
         """Val metrics of the top cell's centroid (% within each radius, median km, score), its
-        country, cell top-1 / top-5 and each auxiliary head's accuracy or error."""
+        country, cell top-1 / top-5 and each auxiliary head's accuracy or error; ``rows``: the
+        same per location (distance_km, cell_top1, cell_top5, country_correct), for intervals."""
         self.model.eval()
         t, frame = split.targets, split.frame
         logits, aux_out = [], {n: [] for n in self.aux}
@@ -215,11 +218,14 @@ class GeocellTask(Task):
         top5 = torch.cat(logits).topk(min(5, logits[0].shape[1]), dim=1).indices.numpy()
         guess = top5[:, 0]
         d = haversine_km(frame["lat"], frame["lon"], self.centroids[guess, 0], self.centroids[guess, 1])
-        metrics = {"top1": float(np.mean(guess == t.cell)), "top5": float(np.mean((top5 == t.cell[:, None]).any(1)))}
+        rows = {"distance_km": np.asarray(d, np.float64), "cell_top1": guess == t.cell}
+        rows["cell_top5"] = (top5 == t.cell[:, None]).any(1)
+        metrics = {"top1": float(np.mean(rows["cell_top1"])), "top5": float(np.mean(rows["cell_top5"]))}
         metrics |= distance_summary(d)
         if self.cell_country is not None and "adm0_a3" in frame:  # % like the report's
-            truth = frame["adm0_a3"].astype(str).to_numpy()
-            metrics["country_accuracy"] = float(np.mean(self.cell_country[guess] == truth) * 100)
+            rows["country_correct"] = self.cell_country[guess] == frame["adm0_a3"].astype(str).to_numpy()
+            metrics["country_accuracy"] = float(np.mean(rows["country_correct"]) * 100)
+        self.rows = pd.DataFrame(rows)
         stats = self.model.spec.stats
         for n in self.aux:
             pred, target = torch.cat(aux_out[n]).numpy(), getattr(t, n)
@@ -240,14 +246,19 @@ class GeocellTask(Task):
             h[name].append(metrics.get(key, 0.0))
         log.info("epoch %d: loss %.4f val %s", epoch + 1, h["train_loss"][-1], metrics)
         if metrics.get("geoguessr", 0.0) > self.best:
-            self.best, self.best_metrics, self.stale = metrics.get("geoguessr", 0.0), metrics, 0
+            self.best, self.best_metrics, self.best_rows, self.stale = (
+                metrics.get("geoguessr", 0.0),
+                metrics,
+                self.rows,
+                0,
+            )
             self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         else:
             self.stale += 1
         return self.stale >= self.cfg.patience
 
     def state(self) -> dict:
-        keep = ("history", "best", "best_metrics", "stale", "best_state", "total")
+        keep = ("history", "best", "best_metrics", "best_rows", "stale", "best_state", "total")
         return {k: getattr(self, k) for k in keep}
 
     def restore(self, state: dict) -> None:
@@ -340,4 +351,4 @@ def train_geocell_model(
     metrics |= {"epochs_run": len(task.history["train_loss"]), "train_locations": len(train), "val_locations": len(val)}
     metrics |= {"cells": len(cells), "aux_heads": spec.aux, "processes": d.world, "rank_weight_digests": digests}
     metrics["resumed_at_step"] = fitted.resumed_at_step
-    return GeocellTrainResult(model, task.history, metrics, fitted.seconds, train, val)
+    return GeocellTrainResult(model, task.history, metrics, fitted.seconds, train, val, task.best_rows)
