@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 from ml.config import load_config
 from ml.data.split import block_ids
 from ml.eval.metrics import baselines, set_metrics
@@ -73,7 +75,7 @@ def val_intervals(paths: Paths, val, rows) -> dict:
     blocks = block_ids(val["lat"].to_numpy(), val["lon"].to_numpy(), block_km)
     found = set_metrics(rows, report.bootstrap, report.seed, blocks)
     intervals = {name: {"low": m["low"], "high": m["high"]} for name, m in found.items()}
-    return {"val_intervals": intervals, "val_blocks": int(len(set(blocks.tolist()))), "val_block_km": block_km}
+    return {"val_intervals": intervals, "val_blocks": len(np.unique(blocks)), "val_block_km": block_km}
 
 
 def metrics_file(paths: Paths) -> Path:

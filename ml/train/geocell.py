@@ -246,12 +246,8 @@ class GeocellTask(Task):
             h[name].append(metrics.get(key, 0.0))
         log.info("epoch %d: loss %.4f val %s", epoch + 1, h["train_loss"][-1], metrics)
         if metrics.get("geoguessr", 0.0) > self.best:
-            self.best, self.best_metrics, self.best_rows, self.stale = (
-                metrics.get("geoguessr", 0.0),
-                metrics,
-                self.rows,
-                0,
-            )
+            self.best, self.stale = metrics.get("geoguessr", 0.0), 0
+            self.best_metrics, self.best_rows = metrics, self.rows
             self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         else:
             self.stale += 1
