@@ -212,7 +212,8 @@ class GeocellModelConfig:
     lr: float
     weight_decay: float
     warmup_fraction: float
-    patience: int  # early stopping: epochs without a better val GeoGuessr score
+    patience: int  # select best: early stopping after this many epochs without a better val GeoGuessr score
+    select: Literal["best", "last"]  # the epoch kept: the best val GeoGuessr score | the schedule's last
     seed: int
     device: str
     threads: int

@@ -81,16 +81,58 @@ def locations() -> pd.DataFrame:
     )
 
 
+def tiny_clip(folder):
+    """A randomly initialised tiny CLIP saved in ``folder``, as streetclip saves one."""
+    from ml.models.backbone import BackboneSpec, build_model, build_tokenizer, save_backbone
+
+    spec = BackboneSpec.named("tiny")
+    save_backbone(build_model(spec, "random"), build_tokenizer(spec, REPO / "data" / "reference"), spec, folder)
+    return folder
+
+
+def train_on_store(store, clip, **settings):
+    """``train_geocell_model`` on the store's locations (train: the first six, cells by latitude),
+    with small settings and ``settings`` over them."""
+    import ml.train.geocell as tg
+
+    folder, images = store
+    frame = locations()
+    train = frame[frame["split"] == "train"]
+    cells = pd.DataFrame({"cell_id": [0, 1], "centroid_lat": [12.0, 16.0], "centroid_lon": [22.0, 26.0]})
+    train_cell = {lid: int(i >= 3) for i, lid in enumerate(train["id"])}
+    base = dict(
+        views=0,
+        trainable_layers=1,
+        head="linear",
+        head_hidden=8,
+        labels="haversine",
+        tau_km=75.0,
+        aux=AuxWeights(koppen=0.0, landcover=0.0, elevation=1.0, population=0.0, month=0.0),
+        epochs=2,
+        batch_size=4,
+        lr=1e-3,
+        weight_decay=0.0,
+        warmup_fraction=0.0,
+        patience=5,
+        select="best",
+        seed=0,
+        device="cpu",
+        threads=1,
+        cache_trunk=False,
+        processes=1,
+        checkpoint_every=0,
+    )
+    cfg = GeocellModelConfig(**(base | settings))
+    lookup = lambda lat, lon: (np.asarray(lat) > 14).astype(np.int64)  # noqa: E731
+    return tg.train_geocell_model(frame, images, folder, cells, train_cell, lookup, clip, cfg, progress=False)
+
+
 def test_training_batches_see_their_own_views(store, tmp_path, monkeypatch):
     """Every training batch's views (decoded from the pixels the trunk reads) belong to the
     locations whose targets the loss compares them with (elevation encodes the location)."""
     import ml.train.geocell as tg
-    from ml.models.backbone import BackboneSpec, build_model, build_tokenizer, save_backbone
 
-    folder, images = store
-    spec = BackboneSpec.named("tiny")
-    clip = tmp_path / "clip"
-    save_backbone(build_model(spec, "random"), build_tokenizer(spec, REPO / "data" / "reference"), spec, clip)
+    clip = tiny_clip(tmp_path / "clip")
     reads: list[list[tuple[int, int]]] = []
     targets: list[np.ndarray] = []
     real_preprocess, real_mse = tg.preprocess, tg.masked_mse
@@ -105,34 +147,9 @@ def test_training_batches_see_their_own_views(store, tmp_path, monkeypatch):
 
     monkeypatch.setattr(tg, "preprocess", spy_preprocess)
     monkeypatch.setattr(tg, "masked_mse", spy_mse)
-    frame = locations()
-    train = frame[frame["split"] == "train"]
-    cells = pd.DataFrame({"cell_id": [0, 1], "centroid_lat": [12.0, 16.0], "centroid_lon": [22.0, 26.0]})
-    train_cell = {lid: int(i >= 3) for i, lid in enumerate(train["id"])}
-    cfg = GeocellModelConfig(
-        views=0,
-        trainable_layers=1,
-        head="linear",
-        head_hidden=8,
-        labels="haversine",
-        tau_km=75.0,
-        aux=AuxWeights(koppen=0.0, landcover=0.0, elevation=1.0, population=0.0, month=0.0),
-        epochs=2,
-        batch_size=4,
-        lr=1e-3,
-        weight_decay=0.0,
-        warmup_fraction=0.0,
-        patience=5,
-        seed=0,
-        device="cpu",
-        threads=1,
-        cache_trunk=False,
-        processes=1,
-        checkpoint_every=0,
-    )
-    lookup = lambda lat, lon: (np.asarray(lat) > 14).astype(np.int64)  # noqa: E731
-    tg.train_geocell_model(frame, images, folder, cells, train_cell, lookup, clip, cfg, progress=False)
+    train_on_store(store, clip)
 
+    train = locations().query("split == 'train'")
     elev = train["elevation_m"].to_numpy()
     assert len(targets) == 4  # 2 epochs x 2 batches (6 locations, batches of 4)
     seen = []
@@ -143,6 +160,32 @@ def test_training_batches_see_their_own_views(store, tmp_path, monkeypatch):
         assert (batch[:, :, 1] == np.arange(VIEWS)).all()
         seen.extend(owners.tolist())
     assert sorted(seen) == sorted(list(range(6)) * 2)
+
+
+def test_select_last_runs_every_epoch_and_keeps_the_last(store, tmp_path, monkeypatch):
+    """``select: last`` trains every epoch (patience 1 stops nothing) and keeps the last epoch's
+    weights and val figures; ``select: best`` with the same patience stops early."""
+    import ml.train.geocell as tg
+
+    ends: list[dict] = []
+    real_end = tg.GeocellTask.end_epoch
+
+    def spy_end(task, epoch):
+        stop = real_end(task, epoch)
+        ends.append({k: v.detach().clone() for k, v in task.model.state_dict().items()})
+        return stop
+
+    monkeypatch.setattr(tg.GeocellTask, "end_epoch", spy_end)
+    # a lr this small moves no val distance: the first epoch stays best and patience 1 stops the second
+    clip = tiny_clip(tmp_path / "clip")
+    best = train_on_store(store, clip, epochs=4, patience=1, lr=1e-9, select="best")
+    assert best.metrics["epochs_run"] == 2
+    ends.clear()
+    last = train_on_store(store, clip, epochs=4, patience=1, lr=1e-9, select="last")
+    assert last.metrics["epochs_run"] == 4 and len(ends) == 4
+    kept = last.model.state_dict()
+    assert all(torch.equal(v, ends[3][k]) for k, v in kept.items())
+    assert last.metrics["val"]["geoguessr"] == last.history["val_geoguessr"][3]
 
 
 class FakeModel(torch.nn.Module):

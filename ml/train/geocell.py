@@ -3,10 +3,14 @@
 A location's embedding is the mean of its first ``views`` views' embeddings (0 = all), at
 training and evaluation alike. The frozen trunk's outputs are computed once per view and kept
 in memory (``cache_trunk``; about 33 KB a view for ``tiny``, far more for ViT-L, where it is
-off), so an epoch runs only the trainable top layers and the heads. Model selection on val
-GeoGuessr score (PIGEON's headline metric, from the top cell's centroid), with early stopping
-after ``patience`` epochs without improvement: top-1 over hundreds of cells moves by a few
-locations an epoch while the distances it stands for swing by thousands of km.
+off), so an epoch runs only the trainable top layers and the heads.
+
+The epoch kept (``select``): ``best``, the best val GeoGuessr score (PIGEON's headline metric,
+from the top cell's centroid), with early stopping after ``patience`` epochs without
+improvement (top-1 over hundreds of cells moves by a few locations an epoch while the distances
+it stands for swing by thousands of km); or ``last``, the end of the cosine schedule, every
+epoch run, when val is too small to tell the later epochs apart and choosing among them would
+chase its noise.
 """
 
 from __future__ import annotations
@@ -245,6 +249,9 @@ class GeocellTask(Task):
         for name, key in (("val_top1", "top1"), ("val_top5", "top5"), ("val_geoguessr", "geoguessr")):
             h[name].append(metrics.get(key, 0.0))
         log.info("epoch %d: loss %.4f val %s", epoch + 1, h["train_loss"][-1], metrics)
+        if self.cfg.select == "last":  # the model keeps its weights; val figures are the latest
+            self.best_metrics, self.best_rows = metrics, self.rows
+            return False
         if metrics.get("geoguessr", 0.0) > self.best:
             self.best, self.stale = metrics.get("geoguessr", 0.0), 0
             self.best_metrics, self.best_rows = metrics, self.rows
