@@ -181,10 +181,11 @@ def test_select_last_runs_every_epoch_and_keeps_the_last(store, tmp_path, monkey
     best = train_on_store(store, clip, epochs=4, patience=1, lr=1e-9, select="best")
     assert best.metrics["epochs_run"] == 2
     ends.clear()
-    last = train_on_store(store, clip, epochs=4, patience=1, lr=1e-9, select="last")
+    last = train_on_store(store, clip, epochs=4, patience=1, select="last")  # lr 1e-3: the weights move
     assert last.metrics["epochs_run"] == 4 and len(ends) == 4
     kept = last.model.state_dict()
     assert all(torch.equal(v, ends[3][k]) for k, v in kept.items())
+    assert not torch.equal(kept["cell_head.weight"], ends[2]["cell_head.weight"])  # the last, not an earlier one
     assert last.metrics["val"]["geoguessr"] == last.history["val_geoguessr"][3]
 
 
