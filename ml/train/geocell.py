@@ -164,8 +164,9 @@ class GeocellTask(Task):
         self.cell_country = ordered["country"].astype(str).to_numpy() if "country" in ordered else None
         self.sampler = DistributedBatchSampler(len(train.frame), cfg.batch_size, d, cfg.seed, drop_last=False)
         self.history: dict[str, list[float]] = {"train_loss": [], "val_top1": [], "val_top5": [], "val_geoguessr": []}
-        self.best, self.best_state, self.best_metrics, self.stale, self.total = -1.0, None, {}, 0, 0.0
-        self.rows = self.best_rows = None  # per location of the last / the best evaluation
+        self.best, self.best_state, self.stale, self.total = -1.0, None, 0, 0.0
+        self.kept_metrics: dict = {}  # val figures of the model kept (select best: the best epoch; last: the latest)
+        self.rows = self.kept_rows = None  # per location of the last evaluation / of the kept model
 
     def forward(self, views: ViewTable, locations, module=None) -> dict[str, torch.Tensor]:
         flat, mask = views.flat_rows(locations)
@@ -250,18 +251,18 @@ class GeocellTask(Task):
             h[name].append(metrics.get(key, 0.0))
         log.info("epoch %d: loss %.4f val %s", epoch + 1, h["train_loss"][-1], metrics)
         if self.cfg.select == "last":  # the model keeps its weights; val figures are the latest
-            self.best_metrics, self.best_rows = metrics, self.rows
+            self.kept_metrics, self.kept_rows = metrics, self.rows
             return False
         if metrics.get("geoguessr", 0.0) > self.best:
             self.best, self.stale = metrics.get("geoguessr", 0.0), 0
-            self.best_metrics, self.best_rows = metrics, self.rows
+            self.kept_metrics, self.kept_rows = metrics, self.rows
             self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         else:
             self.stale += 1
         return self.stale >= self.cfg.patience
 
     def state(self) -> dict:
-        keep = ("history", "best", "best_metrics", "best_rows", "stale", "best_state", "total")
+        keep = ("history", "best", "kept_metrics", "kept_rows", "stale", "best_state", "total")
         return {k: getattr(self, k) for k in keep}
 
     def restore(self, state: dict) -> None:
@@ -337,7 +338,7 @@ def train_geocell_model(
     soft = torch.tensor(soft, dtype=torch.float32)
     splits = Split(train, t_train, tr_views), Split(val, t_val, va_views)
     task = GeocellTask(model, encoder, *splits, soft, cells, spec.aux, cfg, d, device)
-    untrained = task.best_metrics = task.evaluate(task.val)
+    untrained = task.kept_metrics = task.evaluate(task.val)
     counts = np.bincount(t_train.cell, minlength=len(cells))
     most_frequent = float(np.mean(t_val.cell == counts.argmax())) if len(val) else 0.0
 
@@ -350,8 +351,8 @@ def train_geocell_model(
         model.load_state_dict(task.best_state)
     digests = fitted.finish(model)
     model.to("cpu").eval()
-    metrics = {"val": task.best_metrics, "val_untrained": untrained, "val_most_frequent_cell_top1": most_frequent}
+    metrics = {"val": task.kept_metrics, "val_untrained": untrained, "val_most_frequent_cell_top1": most_frequent}
     metrics |= {"epochs_run": len(task.history["train_loss"]), "train_locations": len(train), "val_locations": len(val)}
     metrics |= {"cells": len(cells), "aux_heads": spec.aux, "processes": d.world, "rank_weight_digests": digests}
     metrics["resumed_at_step"] = fitted.resumed_at_step
-    return GeocellTrainResult(model, task.history, metrics, fitted.seconds, train, val, task.best_rows)
+    return GeocellTrainResult(model, task.history, metrics, fitted.seconds, train, val, task.kept_rows)
