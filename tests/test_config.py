@@ -103,3 +103,12 @@ def test_the_base_values_are_the_default_profiles():
     assert repo["profile"] == "default"
     overridden = [s for s, v in repo.items() if isinstance(v, dict) and "default" in (v.get("profiles") or {})]
     assert overridden == []
+
+
+def test_the_paper_profiles_keep_the_papers_smoothing():
+    """The default's tau (chosen for its sparse terrain data) must not leak into the paper's
+    settings: PIGEON's 75 km, PIGEOTTO's 65 km (DESIGN: haversine smoothing)."""
+    repo = yaml.safe_load((REPO / "params.yaml").read_text())
+    for profile, tau in (("pigeon", 75), ("pigeotto", 65)):
+        section = resolve_section({**repo, "profile": profile}, "geocell_model", "params.yaml")
+        assert section["tau_km"] == tau, profile
