@@ -102,6 +102,7 @@ def train_on_store(store, clip, **settings):
     train_cell = {lid: int(i >= 3) for i, lid in enumerate(train["id"])}
     base = dict(
         views=0,
+        train_views=0,
         trainable_layers=1,
         head="linear",
         head_hidden=8,
@@ -127,9 +128,40 @@ def train_on_store(store, clip, **settings):
     return tg.train_geocell_model(frame, images, folder, cells, train_cell, lookup, clip, cfg, progress=False)
 
 
-def test_training_batches_see_their_own_views(store, tmp_path, monkeypatch):
+def test_a_draw_keeps_each_locations_own_views_in_view_order(store):
+    """``ViewTable.draw`` (training batches under ``train_views``): k of each location's own
+    views, distinct, in view order; fewer where a location has fewer; the same for the same
+    generator; k 0 or at least the width: every view."""
+    folder, images = store
+    asked = [IDS[5], "mp16-5000", IDS[2], IDS[9]]  # one without views
+    table, s = view_table(asked, images, 0), ImageStore(folder)
+    rows = np.array([3, 1, 0, 2])
+    drawn = table.draw(rows, 2, np.random.default_rng(7))
+    assert drawn.index.shape == (4, 2)
+    assert not drawn.mask[1].any()  # mp16-5000 has none
+    picks = set()
+    for k, r in enumerate(rows):
+        if r == 1:
+            continue
+        got = [decode(img) for img in drawn.read(s, k)]
+        assert [owner for owner, _ in got] == [IDS.index(asked[r])] * 2
+        views = [v for _, v in got]
+        assert views == sorted(set(views)) and set(views) <= set(range(VIEWS))
+        picks.add(tuple(views))
+    again = table.draw(rows, 2, np.random.default_rng(7))
+    assert (again.index == drawn.index).all() and (again.mask == drawn.mask).all()
+    draws = {tuple(table.draw(np.array([0]), 2, np.random.default_rng(seed)).index[0]) for seed in range(20)}
+    assert len(draws) > 1  # a draw, not a fixed pair
+    for k in (0, VIEWS, VIEWS + 1):
+        whole = table.draw(rows, k, np.random.default_rng(7))
+        assert (whole.index == table.index[rows]).all() and (whole.mask == table.mask[rows]).all()
+
+
+@pytest.mark.parametrize("train_views", [0, 2])
+def test_training_batches_see_their_own_views(store, tmp_path, monkeypatch, train_views):
     """Every training batch's views (decoded from the pixels the trunk reads) belong to the
-    locations whose targets the loss compares them with (elevation encodes the location)."""
+    locations whose targets the loss compares them with (elevation encodes the location), in
+    view order: all of them, or ``train_views`` of them drawn per batch."""
     import ml.train.geocell as tg
 
     clip = tiny_clip(tmp_path / "clip")
@@ -147,19 +179,26 @@ def test_training_batches_see_their_own_views(store, tmp_path, monkeypatch):
 
     monkeypatch.setattr(tg, "preprocess", spy_preprocess)
     monkeypatch.setattr(tg, "masked_mse", spy_mse)
-    train_on_store(store, clip)
+    train_on_store(store, clip, train_views=train_views)
 
     train = locations().query("split == 'train'")
     elev = train["elevation_m"].to_numpy()
     assert len(targets) == 4  # 2 epochs x 2 batches (6 locations, batches of 4)
-    seen = []
+    seen, drawn = [], set()
+    width = train_views or VIEWS
     for target, n_reads in targets:
-        batch = np.array(reads[n_reads - 1]).reshape(len(target), VIEWS, 2)
+        batch = np.array(reads[n_reads - 1]).reshape(len(target), width, 2)
         owners = np.rint((target * (elev.std() or 1.0) + elev.mean()) / 100.0).astype(int)
         assert (batch[:, :, 0] == owners[:, None]).all(), (batch[:, :, 0], owners)
-        assert (batch[:, :, 1] == np.arange(VIEWS)).all()
+        views = batch[:, :, 1]
+        if train_views:
+            assert (np.diff(views, axis=1) > 0).all() and ((views >= 0) & (views < VIEWS)).all()
+            drawn.update(tuple(v) for v in views.tolist())
+        else:
+            assert (views == np.arange(VIEWS)).all()
         seen.extend(owners.tolist())
     assert sorted(seen) == sorted(list(range(6)) * 2)
+    assert len(drawn) > (1 if train_views else -1)  # drawn per batch, not one fixed pair
 
 
 def test_select_last_runs_every_epoch_and_keeps_the_last(store, tmp_path, monkeypatch):

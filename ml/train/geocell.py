@@ -179,15 +179,22 @@ class GeocellTask(Task):
     def plan(self, epoch: int, first: int) -> list:
         return list(self.sampler(epoch, first))
 
+    def batches(self, epoch: int, plan: list):
+        """Each micro-batch's views: ``train_views`` of each location's own, drawn afresh per
+        epoch and micro-batch from (seed, epoch, micro-batch), so a resumed run draws the same."""
+        for micro, rows, _ in plan:
+            rng = np.random.default_rng([self.cfg.seed, epoch, micro])
+            yield self.train.views.draw(np.asarray(rows), self.cfg.train_views, rng)
+
     def start_epoch(self, epoch: int, first: int) -> None:
         if first == 0:
             self.total = 0.0
 
-    def loss(self, ddp, rows, _, global_n: int) -> tuple[torch.Tensor, float]:
+    def loss(self, ddp, views: ViewTable, rows, global_n: int) -> tuple[torch.Tensor, float]:
         """The batch's mean loss, scaled by this process's share of the global batch x W so that
-        DDP's averaged gradients are the global batch's."""
+        DDP's averaged gradients are the global batch's; ``views``: the batch's (``batches``)."""
         d, t = self.d, self.train.targets
-        out = self.forward(self.train.views, rows, ddp)
+        out = self.forward(views, slice(None), ddp)
         loss = soft_cross_entropy(out["cells"], self.soft[rows].to(self.device)) * (len(rows) * d.world / global_n)
         weights = asdict(self.cfg.aux)  # heads left out are not in aux
         for name in self.aux:
