@@ -1,9 +1,11 @@
 """Training the geocell classifier (``ml.models.geocell``) on locations and their views.
 
 A location's embedding is the mean of its first ``views`` views' embeddings (0 = all), at
-training and evaluation alike. The frozen trunk's outputs are computed once per view and kept
-in memory (``cache_trunk``; about 33 KB a view for ``tiny``, far more for ViT-L, where it is
-off), so an epoch runs only the trainable top layers and the heads.
+training and evaluation alike; a training batch reads ``train_views`` of them per location,
+drawn at random for each batch (``ViewTable.draw``; 0 = all), evaluation always all. The
+frozen trunk's outputs are computed once per view and kept in memory (``cache_trunk``; about
+33 KB a view for ``tiny``, far more for ViT-L, where it is off), so an epoch runs only the
+trainable top layers and the heads.
 
 The epoch kept (``select``): ``best``, the best val GeoGuessr score (PIGEON's headline metric,
 from the top cell's centroid), with early stopping after ``patience`` epochs without
