@@ -237,14 +237,17 @@ class ViewTable:
         index, mask = self.index[locations], self.mask[locations]
         return np.where(mask, index, index[:, :1]).ravel(), mask
 
-    def draw(self, locations: np.ndarray, k: int, rng: np.random.Generator) -> ViewTable:
-        """The table of ``locations`` (in that order) with ``k`` of each one's own views drawn
-        at random without replacement (all of them where it has ``k`` or fewer; ``k`` 0: all),
-        kept in view order: what a training batch reads when ``geocell_model.train_views`` is set."""
+    def draw(self, locations: np.ndarray, k: int, noise: np.ndarray) -> ViewTable:
+        """The table of ``locations`` (in that order) with ``k`` of each one's own views drawn at
+        random without replacement (all of them where it has ``k`` or fewer; ``k`` 0: all), kept
+        in view order: what a training batch reads when ``geocell_model.train_views`` is set.
+        ``noise`` (len(locations), V) uniform numbers rank the views (the ``k`` lowest win), so
+        the draw depends on the numbers a location is given, not on which batch or process it
+        falls in."""
         index, mask = self.index[locations], self.mask[locations]
         if k <= 0 or k >= index.shape[1]:
             return ViewTable(keys=self.keys, index=index, mask=mask)
-        draws = np.where(mask, rng.random(index.shape), 2.0)  # padding sorts last
+        draws = np.where(mask, noise, 2.0)  # padding sorts last
         chosen = np.sort(np.argsort(draws, axis=1, kind="stable")[:, :k], axis=1)  # view order
         return ViewTable(
             keys=self.keys, index=np.take_along_axis(index, chosen, 1), mask=np.take_along_axis(mask, chosen, 1)

@@ -182,11 +182,14 @@ class GeocellTask(Task):
         return list(self.sampler(epoch, first))
 
     def batches(self, epoch: int, plan: list):
-        """Each micro-batch's views: ``train_views`` of each location's own, drawn afresh per
-        epoch and micro-batch from (seed, epoch, micro-batch), so a resumed run draws the same."""
-        for micro, rows, _ in plan:
-            rng = np.random.default_rng([self.cfg.seed, epoch, micro])
-            yield self.train.views.draw(np.asarray(rows), self.cfg.train_views, rng)
+        """Each micro-batch's views: ``train_views`` of each location's own, drawn afresh each
+        epoch from numbers seeded by (seed, epoch) for every train location, so that a resumed
+        run and any number of processes draw what one uninterrupted process draws."""
+        views = self.train.views
+        noise = np.random.default_rng([self.cfg.seed, epoch]).random(views.index.shape)
+        for _, rows, _ in plan:
+            rows = np.asarray(rows)
+            yield views.draw(rows, self.cfg.train_views, noise[rows])
 
     def start_epoch(self, epoch: int, first: int) -> None:
         if first == 0:
