@@ -105,10 +105,12 @@ def test_the_base_values_are_the_default_profiles():
     assert overridden == []
 
 
-def test_the_paper_profiles_keep_the_papers_smoothing():
-    """The default's tau (chosen for its sparse terrain data) must not leak into the paper's
-    settings: PIGEON's 75 km, PIGEOTTO's 65 km (DESIGN: haversine smoothing)."""
+def test_the_paper_profiles_keep_the_papers_smoothing_and_views():
+    """The default's tau and view draw (chosen for its sparse terrain data) must not leak into
+    the paper's settings: PIGEON's 75 km, PIGEOTTO's 65 km (DESIGN: haversine smoothing), and
+    every view of a location in each training batch."""
     repo = yaml.safe_load((REPO / "params.yaml").read_text())
     for profile, tau in (("pigeon", 75), ("pigeotto", 65)):
         section = resolve_section({**repo, "profile": profile}, "geocell_model", "params.yaml")
         assert section["tau_km"] == tau, profile
+        assert section["train_views"] == 0, profile
