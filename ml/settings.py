@@ -201,7 +201,7 @@ class GeocellModelConfig:
     SECTION: ClassVar[str] = "geocell_model"
 
     views: int  # views averaged per location, training and evaluation (0 = all)
-    train_views: int  # of those, drawn at random per location for each training batch (0 = all)
+    train_views: int  # of those, the ones training reads per location, drawn afresh each epoch (0 = all)
     trainable_layers: int  # last transformer layers of the vision tower that train
     head: Literal["linear", "mlp"]
     head_hidden: int

@@ -1,8 +1,9 @@
 """Training the geocell classifier (``ml.models.geocell``) on locations and their views.
 
 A location's embedding is the mean of its first ``views`` views' embeddings (0 = all), at
-training and evaluation alike; a training batch reads ``train_views`` of them per location,
-drawn at random for each batch (``ViewTable.draw``; 0 = all), evaluation always all. The
+training and evaluation alike; in training a location reads ``train_views`` of them, drawn
+afresh each epoch from numbers seeded by (seed, epoch) for every train location, so resumed and
+DDP runs draw what one process draws (``ViewTable.draw``; 0 = all); evaluation reads all. The
 frozen trunk's outputs are computed once per view and kept in memory (``cache_trunk``; about
 33 KB a view for ``tiny``, far more for ViT-L, where it is off), so an epoch runs only the
 trainable top layers and the heads.
