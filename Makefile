@@ -12,6 +12,8 @@ DVC := $(CURDIR)/$(DVC_VENV)/bin/dvc
 # stages call the project's dagster, not anything of DVC's own environment.
 export DAGSTER_HOME := $(CURDIR)/.dagster
 export PATH := $(BIN):$(PATH)
+# Every materialization outside `dvc repro` (the UI, schedule, sensor) commits its stage with this DVC.
+export ROOST_DVC := $(DVC)
 
 .PHONY: install run repro test lint format ui bench clean-data ablations browser
 

@@ -3,7 +3,9 @@
 import dagster as dg
 import numpy as np
 
+from assets.code import code_version
 from assets.deployment import pod_tags
+from assets.history import versioned
 from assets.metadata import counts_table
 from assets.resources import RoostResource
 from ml.settings import BundleConfig, PrototypesConfig
@@ -14,7 +16,9 @@ from ml.settings import BundleConfig, PrototypesConfig
     kinds={"safetensors"},
     deps=["geocell_model", "geocells", "location_images", "enriched_locations"],
     op_tags=pod_tags("prototypes"),
+    code_version=code_version("prototypes"),
 )
+@versioned
 def prototypes(context: dg.AssetExecutionContext, roost: RoostResource) -> dg.MaterializeResult:
     """Per geocell, OPTICS clusters of the training locations: mean embedding and location."""
     from ml.stages.prototypes import run_prototypes
@@ -38,7 +42,13 @@ def prototypes(context: dg.AssetExecutionContext, roost: RoostResource) -> dg.Ma
     )
 
 
-@dg.asset(group_name="models", kinds={"folder"}, deps=["geocell_model", "geocells", "prototypes"])
+@dg.asset(
+    group_name="models",
+    kinds={"folder"},
+    deps=["geocell_model", "geocells", "prototypes"],
+    code_version=code_version("model_bundle"),
+)
+@versioned
 def model_bundle(context: dg.AssetExecutionContext, roost: RoostResource) -> dg.MaterializeResult:
     """Everything inference needs, in one checksummed folder: what predict and the report load."""
     from ml.bundle import read_manifest

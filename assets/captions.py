@@ -2,12 +2,20 @@
 
 import dagster as dg
 
+from assets.code import code_version
+from assets.history import versioned
 from assets.metadata import counts_table
 from assets.resources import RoostResource
 from ml.settings import CaptionsConfig
 
 
-@dg.asset(group_name="images", kinds={"duckdb"}, deps=["location_images", "enriched_locations"])
+@dg.asset(
+    group_name="images",
+    kinds={"duckdb"},
+    deps=["location_images", "enriched_locations"],
+    code_version=code_version("captions"),
+)
+@versioned
 def captions(context: dg.AssetExecutionContext, roost: RoostResource) -> dg.MaterializeResult:
     """PIGEON's synthetic captions for every stored view, for StreetCLIP pretraining."""
     from ml.stages.captions import run_captions

@@ -3,12 +3,20 @@
 import dagster as dg
 import numpy as np
 
+from assets.code import code_version
+from assets.history import versioned
 from assets.metadata import counts_table, png
 from assets.resources import RoostResource
 from ml.settings import EnrichConfig, GeocellsConfig
 
 
-@dg.asset(group_name="geocells", kinds={"geoparquet", "duckdb"}, deps=["enriched_locations"])
+@dg.asset(
+    group_name="geocells",
+    kinds={"geoparquet", "duckdb"},
+    deps=["enriched_locations"],
+    code_version=code_version("geocells"),
+)
+@versioned
 def geocells(context: dg.AssetExecutionContext, roost: RoostResource) -> dg.MaterializeResult:
     """PIGEON's semantic geocells from the train split: admin units merged and split to size
     (or, with ``builder: naive``, border-blind boxes of equal point count: the ablation)."""

@@ -2,7 +2,9 @@
 
 import dagster as dg
 
+from assets.code import code_version
 from assets.deployment import pod_tags
+from assets.history import versioned
 from assets.metadata import counts_table, png
 from assets.resources import RoostResource
 from ml.settings import ImagesConfig
@@ -15,7 +17,9 @@ from ml.settings import ImagesConfig
     # the streetview source talks to an external API: retry the step on top of the client's retries
     op_tags=pod_tags("location_images"),
     retry_policy=dg.RetryPolicy(max_retries=3, delay=30, backoff=dg.Backoff.EXPONENTIAL),
+    code_version=code_version("location_images"),
 )
+@versioned
 def location_images(context: dg.AssetExecutionContext, roost: RoostResource) -> dg.MaterializeResult:
     """Each location's views (rendered terrain or the user's files), checked and stored in shards."""
     from ml.stages.location_images import run_location_images

@@ -2,12 +2,15 @@
 
 import dagster as dg
 
+from assets.code import code_version
+from assets.history import versioned
 from assets.metadata import counts_table, png
 from assets.resources import RoostResource
 from ml.settings import EnrichConfig, RawLocationsConfig
 
 
-@dg.asset(group_name="locations", kinds={"duckdb"})
+@dg.asset(group_name="locations", kinds={"duckdb"}, code_version=code_version("raw_locations"))
+@versioned
 def raw_locations(context: dg.AssetExecutionContext, roost: RoostResource) -> dg.MaterializeResult:
     """Input locations from the configured source; every row accepted or rejected with a reason."""
     from ml.stages.raw_locations import run_raw_locations
@@ -29,7 +32,13 @@ def raw_locations(context: dg.AssetExecutionContext, roost: RoostResource) -> dg
     )
 
 
-@dg.asset(group_name="locations", kinds={"duckdb"}, deps=["raw_locations"])
+@dg.asset(
+    group_name="locations",
+    kinds={"duckdb"},
+    deps=["raw_locations"],
+    code_version=code_version("enriched_locations"),
+)
+@versioned
 def enriched_locations(context: dg.AssetExecutionContext, roost: RoostResource) -> dg.MaterializeResult:
     """Country, admin-1, town, climate, land cover, elevation, population and the spatial split."""
     from ml.stages.enriched_locations import run_enriched_locations

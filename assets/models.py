@@ -3,13 +3,22 @@ process, or under torchrun when the section's ``processes`` is above 1 (``ml.sta
 
 import dagster as dg
 
+from assets.code import code_version
 from assets.deployment import pod_tags
+from assets.history import versioned
 from assets.metadata import png
 from assets.resources import RoostResource
 from ml.settings import GeocellModelConfig, StreetclipConfig
 
 
-@dg.asset(group_name="models", kinds={"pytorch"}, deps=["location_images", "captions"], op_tags=pod_tags("streetclip"))
+@dg.asset(
+    group_name="models",
+    kinds={"pytorch"},
+    deps=["location_images", "captions"],
+    op_tags=pod_tags("streetclip"),
+    code_version=code_version("streetclip"),
+)
+@versioned
 def streetclip(context: dg.AssetExecutionContext, roost: RoostResource) -> dg.MaterializeResult:
     """CLIP fine-tuned contrastively on (view, synthetic caption) pairs of the train split."""
     from ml.stages.launch import run_training
@@ -40,7 +49,9 @@ def streetclip(context: dg.AssetExecutionContext, roost: RoostResource) -> dg.Ma
     kinds={"pytorch"},
     deps=["streetclip", "geocells", "location_images", "enriched_locations"],
     op_tags=pod_tags("geocell_model"),
+    code_version=code_version("geocell_model"),
 )
+@versioned
 def geocell_model(context: dg.AssetExecutionContext, roost: RoostResource) -> dg.MaterializeResult:
     """The geocell classifier: streetclip's last layer(s) + cell head + multi-task heads."""
     from ml.stages.geocell_model import curves_file

@@ -2,7 +2,9 @@
 
 import dagster as dg
 
+from assets.code import code_version
 from assets.deployment import pod_tags
+from assets.history import versioned
 from assets.metadata import png
 from assets.resources import RoostResource
 from ml.settings import ReportConfig
@@ -13,7 +15,9 @@ from ml.settings import ReportConfig
     kinds={"html"},
     deps=["model_bundle", "enriched_locations", "location_images", "streetclip"],
     op_tags=pod_tags("benchmark_report"),
+    code_version=code_version("benchmark_report"),
 )
+@versioned
 def benchmark_report(context: dg.AssetExecutionContext, roost: RoostResource) -> dg.MaterializeResult:
     """PIGEON's metrics for the bundle on the holdout split and every user set in params, and
     the zero-shot rows of the CLIP models named in params (the streetclip asset by default) and

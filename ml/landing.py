@@ -28,6 +28,8 @@ class AutomationConfig:
     sensor_enabled: bool
     sensor_interval_s: int
     settle_s: float  # an entry modified more recently than this is still arriving
+    dvc_push: bool  # after each materialization's `dvc commit`, `dvc push` its stage (a remote must be set)
+    dvc_wait_s: int  # longest wait for DVC's repository lock (another DVC process holds it) before the step fails
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """Operating Roost: the retraining schedule, the new-data sensor, the run-failure sensor.
 
 Schedule and new-data sensor come from params.yaml's ``automation`` section and start switched
-off unless it says otherwise (switch them on in the UI's Automation tab, or in params). The
+off unless it says otherwise (switch them on in the UI's Automation tab, or in params). Their
+runs carry the ``roost/experiment`` tag: each ends as a DVC experiment (``assets.history``). The
 run-failure sensor is on: it only writes a summary to the daemon's log.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from assets.history import EXPERIMENT_TAG, experiment_name
 from ml.landing import AutomationConfig, scan_landing
 from ml.paths import Paths
 
@@ -18,14 +20,20 @@ def _status(enabled: bool) -> dg.DefaultScheduleStatus:
 
 
 def retrain_schedule(job, cfg: AutomationConfig) -> dg.ScheduleDefinition:
-    return dg.ScheduleDefinition(
+    @dg.schedule(
         name="retrain",
         job=job,
         cron_schedule=cfg.retrain_cron,
         execution_timezone=cfg.timezone,
         default_status=_status(cfg.schedule_enabled),
-        description="Retrain the whole chain on the configured inputs (automation.retrain_cron).",
+        description="Retrain the whole chain on the configured inputs (automation.retrain_cron); "
+        "the run ends as a DVC experiment named retrain-<time>.",
     )
+    def retrain(context: dg.ScheduleEvaluationContext):
+        name = f"retrain-{context.scheduled_execution_time:%Y%m%d-%H%M}"
+        return dg.RunRequest(run_key=name, tags={EXPERIMENT_TAG: name})
+
+    return retrain
 
 
 def landing_sensor(job, cfg: AutomationConfig, root: Paths) -> dg.SensorDefinition:
@@ -44,7 +52,11 @@ def landing_sensor(job, cfg: AutomationConfig, root: Paths) -> dg.SensorDefiniti
             yield dg.RunRequest(
                 run_key=f"{a.name}:{a.signature}",
                 run_config={"resources": {"roost": {"config": {"raw_source": a.source, "raw_path": str(a.path)}}}},
-                tags={"roost/landing": a.name, "roost/source": a.source},
+                tags={
+                    "roost/landing": a.name,
+                    "roost/source": a.source,
+                    EXPERIMENT_TAG: experiment_name(f"landing-{a.name}-{a.signature}"),
+                },
             )
         if not arrivals:
             yield dg.SkipReason(f"nothing new in {folder}")

@@ -50,17 +50,40 @@ def test_stages_track_profile_and_their_section():
             assert name in stage["params"], name
 
 
-def test_stage_code_deps_cover_what_the_asset_imports():
-    """Each stage lists every project file its asset's code imports, transitively (read from
-    the source by ``tests.imports``): editing any of them reruns the stage."""
+def test_stage_code_deps_are_what_the_asset_imports():
+    """Each stage lists exactly the project files its asset's code imports, transitively (read
+    from the source by ``assets.code``, the closure its ``code_version`` hashes): editing any of
+    them reruns the stage in DVC and makes the asset Unsynced in Dagster, and nothing else does."""
     from tests.imports import code_deps
 
     for name, stage in _stages().items():
-        listed = [d for d in stage.get("deps", []) if not d.startswith("data/") and "${" not in d]
-        missing = sorted(
-            f for f in code_deps(name) if not any(f == d or f.startswith(d.rstrip("/") + "/") for d in listed)
+        listed = {d for d in stage.get("deps", []) if not d.startswith("data/") and "${" not in d}
+        wanted = code_deps(name)
+        assert listed == wanted, (
+            f"dvc.yaml stage {name}: code deps differ from its asset's import closure; add "
+            f"{sorted(wanted - listed)}, remove {sorted(listed - wanted)}"
         )
-        assert not missing, f"dvc.yaml stage {name} misses code deps {missing}: add them to its deps"
+
+
+def test_code_versions_follow_the_closure(tmp_path):
+    """An asset's code_version is a hash of its closure: the definitions carry it, and a changed
+    byte in one of its files (only) changes it."""
+    import shutil
+
+    from assets.code import code_version
+
+    graph = defs.resolve_asset_graph()
+    for key in graph.get_all_asset_keys():
+        assert graph.get(key).code_version == code_version(key.to_user_string()), key
+    for package in ("ml", "assets", "orchestration"):
+        shutil.copytree(REPO / package, tmp_path / package, ignore=shutil.ignore_patterns("__pycache__"))
+    before = {name: code_version(name, tmp_path) for name in _stages()}
+    path = tmp_path / "ml" / "refine" / "refine.py"
+    path.write_text(path.read_text() + "\n# edited\n")
+    after = {name: code_version(name, tmp_path) for name in _stages()}
+    changed = {name for name in before if before[name] != after[name]}
+    assert changed == {name for name in _stages() if "ml/refine/refine.py" in _stages()[name]["deps"]}
+    assert changed and changed != set(_stages())
 
 
 def test_the_closure_follows_function_local_imports(tmp_path):

@@ -6,78 +6,21 @@ a changed param touches, through the stages' own commands)."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import subprocess
-from pathlib import Path
 
+import dagster as dg
 import pytest
 
 from tests.conftest import REPO, STAGES
+from tests.dvcrepo import DVC, dvc_repo, sh
 
 pytestmark = pytest.mark.xdist_group("dvc")  # one worker runs them all: they share the repo fixture
-DVC = REPO / ".venv-dvc" / "bin" / "dvc"
-
-
-def sh(cmd: list, cwd: Path, env: dict, timeout: int = 900) -> str:
-    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    if done.returncode:
-        raise AssertionError(
-            f"{' '.join(map(str, cmd))} failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-        )
-    return done.stdout + done.stderr
 
 
 @pytest.fixture(scope="module")
 def repo(smoke_chain, tmp_path_factory):
-    """The working tree (tracked and new files) as a fresh git repo on the smoke profile, with a
-    local DVC remote. Its outputs are the shared smoke chain's (the same code and params), taken
-    into DVC by `dvc commit`, so that no second chain runs; the stages that the tests below
-    change run for real, through their `dvc.yaml` commands."""
-    if not DVC.exists():
-        pytest.fail(f"{DVC} missing: `make test` installs DVC's environment first")
-    smoke, _ = smoke_chain
-    base = tmp_path_factory.mktemp("dvcrepo")
-    root = base / "repo"
-    files = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split("\0")
-    for f in filter(None, files):
-        src = REPO / f
-        if src.is_file():
-            (root / f).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, root / f)
-    shutil.copy2(smoke / "params.yaml", root / "params.yaml")  # the chain's: smoke, ROOST_TEST_SEED
-    for stage in STAGES:
-        if (root / "data" / stage).exists():
-            shutil.rmtree(root / "data" / stage)
-        shutil.copytree(smoke / "data" / stage, root / "data" / stage)
-    home = base / "dagster_home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    env = {
-        **os.environ,
-        "PATH": f"{REPO / '.venv' / 'bin'}:{os.environ['PATH']}",
-        "DAGSTER_HOME": str(home),
-        "GIT_AUTHOR_NAME": "t",
-        "GIT_AUTHOR_EMAIL": "t@t",
-        "GIT_COMMITTER_NAME": "t",
-        "GIT_COMMITTER_EMAIL": "t@t",
-        "ROOST_DVC": str(DVC),
-    }
-    env.pop("ROOST_ROOT", None)
-    sh(["git", "init", "-q"], root, env)
-    sh([DVC, "remote", "add", "--local", "-f", "-d", "test", str(base / "remote")], root, env)
-    sh([DVC, "commit", "-f"], root, env)
-    assert json.loads(sh([DVC, "status", "--json"], root, env).strip() or "{}") == {}
-    sh(["git", "add", "-A"], root, env)
-    sh(["git", "commit", "-qm", "smoke copy, committed to DVC"], root, env)
-    return root, env
+    return dvc_repo(smoke_chain[0], tmp_path_factory.mktemp("dvcrepo"))
 
 
 def test_ablations_run_as_dvc_experiments(repo):
@@ -139,3 +82,11 @@ def test_dvc_round_trip(repo):
     out = sh([DVC, "exp", "run", "-S", "refine.top_k=3"], root, env)
     ran = set(re.findall(r"Running stage '(\w+)'", out))
     assert ran == {"model_bundle", "benchmark_report"}, out[-2000:]  # nothing upstream of the params' users
+    # inside a DVC stage DVC records the outs; the asset's data_version is the hash DVC then wrote
+    from assets.history import locked_outs
+    from ml.paths import Paths
+
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        event = instance.get_latest_materialization_event(dg.AssetKey("model_bundle")).asset_materialization
+    assert event.metadata["dvc_recorded"].value == "by the DVC stage that runs it"
+    assert event.tags["dagster/data_version"] == locked_outs(Paths(root), "model_bundle")["data/model_bundle"]

@@ -23,7 +23,8 @@ LAYERS = [
     ("ml.stages",),
     ("ml.serve",),
     ("ml.cli",),
-    ("assets.resources", "assets.deployment", "assets.metadata"),  # what every asset imports
+    # what every asset imports
+    ("assets.code", "assets.resources", "assets.deployment", "assets.metadata", "assets.history"),
     ("assets",),
     ("orchestration",),
 ]

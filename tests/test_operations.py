@@ -132,6 +132,7 @@ def test_landing_cursor(tmp_path):
 
 
 def test_new_data_sensor_requests_one_run_per_arrival(tmp_path, monkeypatch):
+    from assets.history import EXPERIMENT_TAG
     from orchestration.automation import landing_sensor
     from orchestration.definitions import AUTOMATION, roost_chain
 
@@ -148,6 +149,7 @@ def test_new_data_sensor_requests_one_run_per_arrival(tmp_path, monkeypatch):
         assert len(requests) == 1
         config = requests[0].run_config["resources"]["roost"]["config"]
         assert config == {"raw_source": "manifest", "raw_path": str(manifest.resolve())}
+        assert requests[0].tags[EXPERIMENT_TAG].startswith("landing-new.csv-")  # its run ends as a DVC experiment
         context = dg.build_sensor_context(instance=instance, cursor=None)
         list(sensor(context))
         again = list(sensor(dg.build_sensor_context(instance=instance, cursor=context.cursor)))
