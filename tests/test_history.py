@@ -128,8 +128,15 @@ def test_a_scheduled_run_ends_as_a_dvc_experiment(repo):
 
     root, env = repo
     schedule = defs.get_schedule_def("retrain")
-    with dg.instance_for_test() as instance:
-        context = dg.build_schedule_context(instance=instance, scheduled_execution_time=datetime(2026, 12, 6, 3, 0))
+    # `with` the context too: evaluate_tick opens a second instance from the first's ref; left open,
+    # its later garbage collection puts the closed first instance's storage back into Dagster's
+    # context variable, and the next dg.materialize in this worker fails ("undefined DagsterInstance
+    # weakref": CI's test_report failure)
+    when = datetime(2026, 12, 6, 3, 0)
+    with (
+        dg.instance_for_test() as instance,
+        dg.build_schedule_context(instance=instance, scheduled_execution_time=when) as context,
+    ):
         request = schedule.evaluate_tick(context).run_requests[0]
     name = request.tags[EXPERIMENT_TAG]
     assert name == "retrain-20261206-0300"
