@@ -16,7 +16,7 @@ its stage's outputs in DVC's cache and ``dvc.lock``, and tells Dagster the same 
   (the files of dvc.yaml's code deps); the materialization's ``data_version`` is the md5 that
   ``dvc.lock`` records for its out, with the git commit in its metadata.
 - **Automated retrains are experiments.** A run tagged ``roost/experiment`` (the schedule's and
-  the sensor's) ends, at the chain's last asset, with ``dvc exp save -n <name>``: no commit
+  the sensor's) ends, at the chain's last asset (``champion``), with ``dvc exp save -n <name>``: no commit
   lands on the user's branch, ``dvc exp show`` lists it with its metrics.
 """
 
@@ -42,7 +42,7 @@ from ml.landing import AutomationConfig
 from ml.paths import Paths
 
 EXPERIMENT_TAG = "roost/experiment"  # set by the schedule and the sensor: the experiment's name
-CHAIN_END = "benchmark_report"  # the asset that reads every other: an automated run is saved after it
+CHAIN_END = "champion"  # the chain's last asset (after the report): an automated run is saved after it
 GIT_FALLBACK = {"NAME": "Roost", "EMAIL": "roost@localhost"}  # exp save's author where git knows none
 DVC_CANDIDATES = (".venv-dvc/bin/dvc", "/opt/dvc/bin/dvc")  # make install's; the k8s image's
 

@@ -4,28 +4,38 @@ import dagster as dg
 
 from assets.code import code_version
 from assets.history import versioned
-from assets.metadata import counts_table, png
+from assets.metadata import counts_table, frame_table, png
 from assets.resources import RoostResource
+from ml.landing import AutomationConfig
 from ml.settings import EnrichConfig, RawLocationsConfig
 
 
 @dg.asset(group_name="locations", kinds={"duckdb"}, code_version=code_version("raw_locations"))
 @versioned
 def raw_locations(context: dg.AssetExecutionContext, roost: RoostResource) -> dg.MaterializeResult:
-    """Input locations from the configured source; every row accepted or rejected with a reason."""
+    """The corpus: the configured source plus every batch landed in ``automation.landing``; every
+    row accepted or rejected with a reason (duplicates of earlier batches included)."""
     from ml.stages.raw_locations import run_raw_locations
 
     paths, cfg = roost.paths(), roost.config(RawLocationsConfig)
-    result = run_raw_locations(paths, cfg)
-    context.log.info(f"{len(result.locations)} accepted, {len(result.rejected)} rejected of {result.n_input} rows")
+    landing = roost.config(AutomationConfig).landing
+    result = run_raw_locations(paths, cfg, landing)
+    batches = result.tables["batches"]
+    context.log.info(
+        f"{len(result.locations)} accepted, {len(result.rejected)} rejected of {result.n_input} rows "
+        f"in {len(batches)} batch(es): "
+        + "; ".join(f"{b.batch} {b.locations}+{b.rejected}" for b in batches.itertuples())
+    )
     return dg.MaterializeResult(
         metadata={
             "source": cfg.source,
             "input": str(cfg.path),
+            "landing": landing,
             "input_rows": result.n_input,
             "accepted": len(result.locations),
             "rejected": len(result.rejected),
             "rejected_by_reason": counts_table(result.reason_counts()),
+            "by_batch": frame_table(batches.drop(columns=["path"])),
             **result.counts,
             "path": dg.MetadataValue.path(str(paths.asset_db("raw_locations"))),
         }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from numbers import Integral
 
 import dagster as dg
 
@@ -18,3 +19,15 @@ def counts_table(counts: dict[str, int], key: str = "reason", value: str = "rows
 def png(data: bytes, alt: str) -> dg.MetadataValue:
     """An inline picture (the UI renders Markdown images given as data URIs)."""
     return dg.MetadataValue.md(f"![{alt}](data:image/png;base64,{base64.b64encode(data).decode()})")
+
+
+def frame_table(frame) -> dg.MetadataValue:
+    """A small DataFrame as a Markdown table (one row a record)."""
+    if not len(frame):
+        return dg.MetadataValue.md("_none_")
+    lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * len(frame.columns)]
+    lines += [
+        "| " + " | ".join(f"{v:,}" if isinstance(v, Integral) else str(v) for v in row) + " |"
+        for row in frame.itertuples(index=False)
+    ]
+    return dg.MetadataValue.md("\n".join(lines))

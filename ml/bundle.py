@@ -115,6 +115,11 @@ def write_bundle(
     return folder
 
 
+def bundle_id(manifest: dict) -> str:
+    """A bundle's identity: the digest of its files' checksums (the same files, the same id)."""
+    return hashlib.sha256(json.dumps(manifest["files"], sort_keys=True).encode()).hexdigest()[:16]
+
+
 def read_manifest(folder: Path) -> dict:
     """The manifest as written, unchecked (``verify_bundle`` checks it)."""
     return json.loads((Path(folder) / MANIFEST).read_text())

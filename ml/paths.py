@@ -52,6 +52,16 @@ class Paths:
         return self.asset_dir("model_bundle") / "bundle"
 
     @property
+    def champion(self) -> Path:
+        """The promoted bundle: what ``roost predict`` and ``roost serve`` use by default."""
+        return self.asset_dir("champion") / "bundle"
+
+    @property
+    def verdicts(self) -> Path:
+        """The promotion gate's verdicts, one JSON line each, newest last."""
+        return self.asset_dir("champion") / "verdicts.jsonl"
+
+    @property
     def ablations(self) -> Path:
         """``make ablations``' table (not a DVC stage: a summary of DVC experiments)."""
         return self.root / "data" / "ablations"

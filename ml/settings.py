@@ -256,6 +256,16 @@ class BundleConfig:
 
 
 @dataclass(frozen=True)
+class PromotionConfig:
+    SECTION: ClassVar[str] = "promotion"
+
+    # the challenger is refused when worse than the champion by more than this many half-widths
+    # of the champion's bootstrap interval, on GeoGuessr score, median km or country accuracy
+    tolerance: float
+    force: bool  # promote the challenger whatever the figures (the log and the verdict say so)
+
+
+@dataclass(frozen=True)
 class ChecksConfig:
     SECTION: ClassVar[str] = "checks"
 

@@ -8,6 +8,8 @@ run-failure sensor is on: it only writes a summary to the daemon's log.
 
 from __future__ import annotations
 
+import hashlib
+
 import dagster as dg
 
 from assets.history import EXPERIMENT_TAG, experiment_name
@@ -44,25 +46,31 @@ def landing_sensor(job, cfg: AutomationConfig, root: Paths) -> dg.SensorDefiniti
         job=job,
         minimum_interval_seconds=cfg.sensor_interval_s,
         default_status=dg.DefaultSensorStatus.RUNNING if cfg.sensor_enabled else dg.DefaultSensorStatus.STOPPED,
-        description=f"A new manifest (.csv/.parquet) or photo folder in {cfg.landing} refreshes the chain.",
+        description=f"A batch (manifest or photo folder) landed in, changed in or removed from {cfg.landing} "
+        "refreshes the chain on the whole corpus (the configured source plus every batch).",
     )
     def new_data(context: dg.SensorEvaluationContext):
-        arrivals, cursor = scan_landing(folder, context.cursor, cfg.settle_s)
-        for a in arrivals:
+        arrivals, gone, cursor = scan_landing(folder, context.cursor, cfg.settle_s)
+        if arrivals or gone:
+            changes = [f"{a.name}:{a.signature}" for a in arrivals] + [f"{name}:removed" for name in gone]
+            label = "-".join([a.name for a in arrivals] + [f"{name}-removed" for name in gone])
             yield dg.RunRequest(
-                run_key=f"{a.name}:{a.signature}",
-                run_config={"resources": {"roost": {"config": {"raw_source": a.source, "raw_path": str(a.path)}}}},
+                run_key="|".join(changes),
                 tags={
-                    "roost/landing": a.name,
-                    "roost/source": a.source,
-                    EXPERIMENT_TAG: experiment_name(f"landing-{a.name}-{a.signature}"),
+                    "roost/landing": ", ".join(a.name for a in arrivals) or "-",
+                    "roost/removed": ", ".join(gone) or "-",
+                    EXPERIMENT_TAG: experiment_name(f"landing-{label[:80]}-{_digest(changes)}"),
                 },
             )
-        if not arrivals:
+        else:
             yield dg.SkipReason(f"nothing new in {folder}")
         context.update_cursor(cursor)
 
     return new_data
+
+
+def _digest(changes: list[str]) -> str:
+    return hashlib.sha256("\n".join(changes).encode()).hexdigest()[:8]
 
 
 @dg.run_failure_sensor(name="run_failure_summary", default_status=dg.DefaultSensorStatus.RUNNING)

@@ -6,6 +6,7 @@ import dagster as dg
 
 from assets.bundle import model_bundle, prototypes
 from assets.captions import captions
+from assets.champion import champion
 from assets.deployment import executor
 from assets.geocells import geocells
 from assets.images import location_images
@@ -31,6 +32,7 @@ ASSETS = [
     prototypes,
     model_bundle,
     benchmark_report,
+    champion,
 ]
 
 roost_chain = dg.define_asset_job("roost_chain", selection=dg.AssetSelection.all(), description="The whole chain.")

@@ -15,7 +15,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 # The pipeline's stages (Dagster assets and DVC stages of the same names), upstream first.
 STAGES = ["raw_locations", "enriched_locations", "location_images", "captions", "geocells", "streetclip"]
-STAGES += ["geocell_model", "prototypes", "model_bundle", "benchmark_report"]
+STAGES += ["geocell_model", "prototypes", "model_bundle", "benchmark_report", "champion"]
 # ROOST_TEST_SEED=N reseeds every seeded section of the test roots (sampling, split, render
 # noise, captions, training, bootstrap): the suite must pass whatever the seed.
 TEST_SEED = int(os.environ.get("ROOST_TEST_SEED", "0"))

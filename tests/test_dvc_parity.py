@@ -33,7 +33,8 @@ def test_stage_per_asset_and_same_edges():
             for o in stage.get(key, [])
         ]
         assert written and all(w == outs[name] or w.startswith(outs[name] + "/") for w in written), name
-        upstream = {other for other, out in outs.items() if out in stage.get("deps", [])}
+        deps = stage.get("deps", [])
+        upstream = {other for other, out in outs.items() if any(d == out or d.startswith(out + "/") for d in deps)}
         assert upstream == edges[name], f"stage {name}: dvc deps {upstream} != asset deps {edges[name]}"
 
 

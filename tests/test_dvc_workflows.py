@@ -39,7 +39,7 @@ def test_ablations_run_as_dvc_experiments(repo):
         found["no_refinement"]["holdout"]["intervals"]["median_km"]["low"]
         <= found["no_refinement"]["holdout"]["median_km"]
     )
-    assert set(re.findall(r"Running stage '(\w+)'", out)) == {"model_bundle", "benchmark_report"}
+    assert set(re.findall(r"Running stage '(\w+)'", out)) == {"model_bundle", "benchmark_report", "champion"}
     row = next(line for line in table.splitlines() if line.startswith("| holdout | median_km |"))
     assert re.search(r"[+-]\d+\.\d\d \|", row)  # a difference to the full model in each variant's cell
 
@@ -64,7 +64,7 @@ def test_editing_one_function_makes_exactly_its_stages_stale(repo):
         path.write_text(original)
     changed = {stage for stage, entries in status.items() if "ml/refine/refine.py" in json.dumps(entries)}
     assert changed == set(status) == {s for s in STAGES if "ml/refine/refine.py" in code_deps(s)}
-    assert changed == {"benchmark_report"}  # the bundle holds refine's params, not its code
+    assert changed == {"benchmark_report", "champion"}  # the bundle holds refine's params, not its code
     assert json.loads(sh([DVC, "status", "--json"], root, env).strip() or "{}") == {}
 
 
@@ -81,7 +81,7 @@ def test_dvc_round_trip(repo):
     assert json.loads(sh([DVC, "status", "--json"], root, env).strip() or "{}") == {}
     out = sh([DVC, "exp", "run", "-S", "refine.top_k=3"], root, env)
     ran = set(re.findall(r"Running stage '(\w+)'", out))
-    assert ran == {"model_bundle", "benchmark_report"}, out[-2000:]  # nothing upstream of the params' users
+    assert ran == {"model_bundle", "benchmark_report", "champion"}, out[-2000:]  # nothing upstream of refine's users
     # inside a DVC stage DVC records the outs; the asset's data_version is the hash DVC then wrote
     from assets.history import locked_outs
     from ml.paths import Paths

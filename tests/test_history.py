@@ -122,7 +122,7 @@ def test_two_runs_at_once_are_both_recorded(repo):
 
 
 def test_a_scheduled_run_ends_as_a_dvc_experiment(repo):
-    """The schedule's own run request, run as its job (the chain's end, benchmark_report, here):
+    """The schedule's own run request, run as its job (its last assets, the report and the gate):
     `dvc exp show` lists the run under the schedule's name, with the report's metrics."""
     from orchestration.definitions import defs
 
@@ -146,7 +146,7 @@ def test_a_scheduled_run_ends_as_a_dvc_experiment(repo):
         "job = defs.get_job_def('roost_chain')\n"
         "with dg.DagsterInstance.get() as instance:\n"
         "    r = job.execute_in_process(instance=instance, tags=json.loads(sys.argv[1]),\n"
-        "                               asset_selection=[dg.AssetKey('benchmark_report')])\n"
+        "                               asset_selection=[dg.AssetKey('benchmark_report'), dg.AssetKey('champion')])\n"
         "    assert r.success\n"
     )
     sh([str(REPO / ".venv" / "bin" / "python"), "-c", script, json.dumps(dict(request.tags))], root, env)

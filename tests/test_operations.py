@@ -116,54 +116,19 @@ def test_landing_cursor(tmp_path):
     landing.mkdir()
     (landing / "notes.txt").write_text("ignored")
     past = time.time() - 120
-    arrivals, cursor = scan_landing(landing, None, settle_s=30)
+    arrivals, _, cursor = scan_landing(landing, None, settle_s=30)
     assert arrivals == []
     (landing / "batch1.csv").write_text("lat,lon\n1,2\n")
     os.utime(landing / "batch1.csv", (past, past))
-    arrivals, cursor = scan_landing(landing, cursor, settle_s=30)
+    arrivals, _, cursor = scan_landing(landing, cursor, settle_s=30)
     assert [(a.name, a.source) for a in arrivals] == [("batch1.csv", "manifest")]
     assert scan_landing(landing, cursor, settle_s=30)[0] == []  # the same file again: nothing
     (landing / "trip").mkdir()
     (landing / "trip" / "a.jpg").write_bytes(b"x")  # just written: still arriving
     assert scan_landing(landing, cursor, settle_s=30)[0] == []
     os.utime(landing / "trip" / "a.jpg", (past, past))
-    arrivals, _ = scan_landing(landing, cursor, settle_s=30)
+    arrivals, _, _ = scan_landing(landing, cursor, settle_s=30)
     assert [(a.name, a.source) for a in arrivals] == [("trip", "exif_folder")]
-
-
-def test_new_data_sensor_requests_one_run_per_arrival(tmp_path, monkeypatch):
-    from assets.history import EXPERIMENT_TAG
-    from orchestration.automation import landing_sensor
-    from orchestration.definitions import AUTOMATION, roost_chain
-
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "data" / "landing").mkdir(parents=True)
-    sensor = landing_sensor(roost_chain, AUTOMATION, Paths(tmp_path))
-    manifest = tmp_path / "data" / "landing" / "new.csv"
-    manifest.write_text("lat,lon\n48.85,2.35\n")
-    past = time.time() - 120
-    os.utime(manifest, (past, past))
-    with dg.instance_for_test() as instance:
-        first = sensor(dg.build_sensor_context(instance=instance, cursor=None))
-        requests = [r for r in first if isinstance(r, dg.RunRequest)]
-        assert len(requests) == 1
-        config = requests[0].run_config["resources"]["roost"]["config"]
-        assert config == {"raw_source": "manifest", "raw_path": str(manifest.resolve())}
-        assert requests[0].tags[EXPERIMENT_TAG].startswith("landing-new.csv-")  # its run ends as a DVC experiment
-        context = dg.build_sensor_context(instance=instance, cursor=None)
-        list(sensor(context))
-        again = list(sensor(dg.build_sensor_context(instance=instance, cursor=context.cursor)))
-        assert not [r for r in again if isinstance(r, dg.RunRequest)]
-
-
-def test_the_resource_reads_the_sensor_input(tmp_path):
-    from ml.settings import RawLocationsConfig
-    from tests.conftest import make_root
-
-    root = make_root(tmp_path)
-    cfg = RoostResource(root=str(root), raw_source="exif_folder", raw_path="/photos").config(RawLocationsConfig)
-    assert (cfg.source, cfg.path) == ("exif_folder", "/photos")
-    assert RoostResource(root=str(root)).config(RawLocationsConfig).source == "default"
 
 
 def test_a_failed_blocking_check_stops_the_downstream_asset(smoke_chain, tmp_path):

@@ -116,8 +116,8 @@ def test_asset_graph_and_a_materialization_from_the_ui(webserver, browser, tmp_p
         except StaleElementReferenceException:  # the page re-rendered under us: read it again
             return ""
 
-    # the report's whole upstream lineage: every asset of the chain, without group boxes
-    browser.get(base + "/assets/benchmark_report?view=lineage&lineageScope=upstream&lineageDepth=20")
+    # the gate's whole upstream lineage (the chain's last asset): every asset of the chain, without group boxes
+    browser.get(base + "/assets/champion?view=lineage&lineageScope=upstream&lineageDepth=20")
     shown = wait_for(lambda: all(a in text() for a in CHAIN) and text(), 60, "every asset in the graph")
     assert all(asset in shown for asset in CHAIN)
     shot = tmp_path / "ui-asset-graph.png"

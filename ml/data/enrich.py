@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ml.data.split import spatial_split
+from ml.landing import BASE
 from ml.settings import SplitConfig
 from ml.geo.boundaries import AdminIndex, locate, locate_admin2
 from ml.geo.gazetteer import Gazetteer
@@ -55,6 +56,13 @@ def season_of(month: np.ndarray, lat: np.ndarray) -> np.ndarray:
             s = SEASONS_NORTH[int(m)]
             out[i] = s if la >= 0 else OPPOSITE[s]
     return out
+
+
+def batch_waves(batch: pd.Series) -> np.ndarray:
+    """0 for the base's locations, then 1, 2, ... per landed batch in the corpus' order."""
+    landed = batch[batch != BASE]
+    order = {name: i + 1 for i, name in enumerate(pd.unique(landed))}
+    return batch.map(order).fillna(0).astype(np.int64).to_numpy()
 
 
 def enrich_locations(raw: pd.DataFrame, reference: ReferenceData, cfg: EnrichConfig, root: Path) -> EnrichResult:
@@ -131,7 +139,8 @@ def _enrich(raw, lat, lon, reference, layers, cfg, root, lap, seconds) -> Enrich
     out["captured_at"] = captured
     out["heading"] = keep["heading"].to_numpy()
     out["image_paths"] = keep["image_paths"].to_numpy()
-    out["split"] = spatial_split(lat, lon, cfg.split)
+    out["batch"] = keep["batch"].to_numpy() if "batch" in keep else BASE
+    out["split"] = spatial_split(lat, lon, cfg.split, batch_waves(out["batch"]))
     lap("split")
     assert len(out) + len(rejected) == len(raw)
     return EnrichResult(locations=out, rejected=rejected, n_input=len(raw), seconds=seconds)

@@ -54,7 +54,10 @@ class SourceResult:
     counts: dict = field(default_factory=dict)  # source-specific counts for the asset's metadata
 
     def reason_counts(self) -> dict[str, int]:
-        return {str(k): int(v) for k, v in self.rejected["reason"].value_counts().items()}
+        """Rejections per reason (duplicates, whose reasons name what they repeat, as one)."""
+        reasons = self.rejected["reason"].astype(str)
+        reasons = reasons.where(~reasons.str.startswith("duplicate of "), "duplicate of an earlier location")
+        return {str(k): int(v) for k, v in reasons.value_counts().items()}
 
 
 def load_raw_locations(cfg: RawLocationsConfig, path: Path, root: Path) -> SourceResult:

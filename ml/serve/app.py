@@ -14,7 +14,6 @@ request reaches the file system) and never logged; one bad file in a batch gets 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,8 +27,10 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from ml.bundle import bundle_id
 from ml.data.images import ImageRejected, load_image
 from ml.models.backbone import preprocess
+from ml.paths import Paths
 from ml.predict import Geolocator, explain, explain_png
 from ml.privacy.audit import AuditError, audit_bytes
 from ml.privacy.exif import ExifError
@@ -154,7 +155,8 @@ def strip_response(geo: Geolocator, f: Upload) -> Response:
 def build_app(geo: Geolocator, cfg: ServeConfig) -> Starlette:
     pages = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=True)
     countries = json.dumps(countries_geojson(geo, cfg.simplify_deg), separators=(",", ":"))
-    bundle_id = hashlib.sha256(json.dumps(geo.manifest["files"], sort_keys=True).encode()).hexdigest()[:16]
+    bundle = bundle_id(geo.manifest)
+    champion = Paths.from_env().champion  # /api/health says whether the page serves the promoted bundle
     lock = asyncio.Lock()  # one model: requests take turns on it (torch runs its own threads)
 
     async def page(request: Request) -> HTMLResponse:
@@ -165,7 +167,9 @@ def build_app(geo: Geolocator, cfg: ServeConfig) -> Starlette:
         return JSONResponse(
             {
                 "status": "ok",
-                "bundle": bundle_id,
+                "bundle": bundle,
+                "bundle_path": str(geo.folder),
+                "champion": geo.folder.resolve() == champion.resolve(),
                 "schema_version": geo.manifest["schema_version"],
                 "roost_version": geo.manifest.get("roost_version"),
                 "image_domain": geo.image_domain,
