@@ -112,6 +112,12 @@ def test_the_page_in_a_browser(server, browser, tmp_path):
     assert len(good.find_elements(By.CSS_SELECTOR, "svg.map circle.cell")) >= 1
     assert good.find_element(By.CSS_SELECTOR, "p.country").text.removeprefix("Country: ") not in ("", "-")
     assert "GPSLatitude" in {td.text for td in good.find_elements(By.CSS_SELECTOR, "table.findings td.field")}
+    # the file's own GPS position beside the guess: a diamond on the map and the line that says so
+    lat = next(td for td in good.find_elements(By.CSS_SELECTOR, "table.findings tr") if "GPSLatitude" in td.text)
+    assert len(good.find_elements(By.CSS_SELECTOR, "svg.map path.file-gps")) == 1
+    note = good.find_element(By.CSS_SELECTOR, "p.file-gps-note").text
+    assert note.startswith("Your file says you were here: ") and repr(float(lat.text.split()[-1])) in note
+    assert not bad.find_elements(By.CSS_SELECTOR, "path.file-gps")
     assert "terrain renderings" in good.find_element(By.CSS_SELECTOR, "p.warning").text
     assert "failed" in bad.get_attribute("class") and "corrupt.jpg" in bad.find_element(By.CSS_SELECTOR, ".error").text
     wait_for(lambda: good.find_elements(By.CSS_SELECTOR, "img.overlay"), 60, "the attention overlay")

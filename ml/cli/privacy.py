@@ -8,7 +8,7 @@ import argparse
 import sys
 from pathlib import Path
 
-FAIL_KINDS = ("location", "time", "identity", "other")
+from ml.privacy import KINDS as FAIL_KINDS
 
 
 def visual(geo, audits: list) -> None:
@@ -64,7 +64,7 @@ def audit(args: argparse.Namespace) -> int:
 
     fail = set(FAIL_KINDS) if "any" in args.fail_on.split(",") else set(args.fail_on.split(","))
     if fail - set(FAIL_KINDS):
-        print(f"roost: error: --fail-on {args.fail_on!r}: use location, time, identity, other or any", file=sys.stderr)
+        print(f"roost: error: --fail-on {args.fail_on!r}: use {', '.join(FAIL_KINDS)} or any", file=sys.stderr)
         return 2
     geo = None
     if args.bundle:
@@ -136,11 +136,11 @@ def add_parsers(sub) -> None:
         "--fail-on",
         default="location",
         help="exit 1 when any of these kinds is found: "
-        "location, time, identity, other (comma-separated) or any (default: location)",
+        "location, time, identity, device, other (comma-separated) or any (default: location)",
     )
     p.add_argument("--device", default="auto")
     p.set_defaults(func=audit)
-    p = sub.add_parser("strip", help="copies of images with no location, time or identity metadata (lossless)")
+    p = sub.add_parser("strip", help="copies of images with no location, time, identity or device metadata (lossless)")
     p.add_argument("paths", nargs="+", metavar="PATH", help="images or folders (recursive)")
     p.add_argument("--out", help="write the copies here (a folder's files keep their paths inside it)")
     p.add_argument("--in-place", action="store_true", help="replace the originals (atomically)")

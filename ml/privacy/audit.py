@@ -4,15 +4,12 @@ infers from the pixels) is added above, by the command (``ml.privacy.report``)."
 
 from __future__ import annotations
 
-import io
 import os
+import struct
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PIL import Image
-
-from ml.data.images import HEIF
 from ml.privacy import IDENTITY, OTHER, TIME
 from ml.privacy.exif import ExifError, exif_findings, parse_exif
 from ml.privacy.formats import (
@@ -29,6 +26,8 @@ from ml.privacy.formats import (
     webp_chunks,
     webp_size,
 )
+from ml.privacy.gif import ICC_APP, LOOPING, XMP_APP, gif_blocks, xmp_packet
+from ml.privacy.isobmff import item_bytes, parse_heif, primary_size
 from ml.privacy.xmp import iptc_findings, photoshop_iptc, xmp_findings
 
 PNG_TEXT = {b"tEXt", b"zTXt", b"iTXt"}
@@ -131,6 +130,14 @@ def _png_text(chunk) -> tuple[str, str]:
     return key, (zlib.decompress(text) if compressed else text).decode("utf-8", "replace")
 
 
+def png_time(data: bytes) -> str:
+    """A tIME chunk (year, month, day, hour, minute, second) as EXIF writes times."""
+    if len(data) != 7:
+        return f"a tIME chunk of {len(data)} bytes (7 expected): {data.hex()}"
+    year, month, day, hour, minute, second = struct.unpack(">HBBBBB", data)
+    return f"{year:04d}:{month:02d}:{day:02d} {hour:02d}:{minute:02d}:{second:02d}"
+
+
 def png_findings(data: bytes, max_pixels: int, name: str) -> list[dict]:
     chunks = png_chunks(data)
     check_pixels(*png_size(chunks), max_pixels, name)
@@ -139,7 +146,7 @@ def png_findings(data: bytes, max_pixels: int, name: str) -> list[dict]:
         if c.kind == b"eXIf":
             out += _exif(c.data)
         elif c.kind == b"tIME":
-            out.append({"kind": TIME, "field": "PNG:ModifyDate", "value": c.data.hex()})
+            out.append({"kind": TIME, "field": "PNG:ModifyDate", "value": png_time(c.data)})
         elif c.kind in PNG_TEXT:
             key, text = _png_text(c)
             if key == XMP_PNG_KEYWORD:
@@ -163,26 +170,61 @@ def webp_findings(data: bytes, max_pixels: int, name: str) -> list[dict]:
 
 
 def heic_findings(data: bytes, max_pixels: int, name: str) -> list[dict]:
-    if not HEIF:
-        raise AuditError(f"{name}: HEIC/HEIF needs pillow-heif (pip install pillow-heif)")
-    with Image.open(io.BytesIO(data)) as im:  # reads the container, decodes no pixel
-        check_pixels(*im.size, max_pixels, name)
-        exif, xmp = im.info.get("exif"), im.info.get("xmp")
-    return (_exif(exif) if exif else []) + (xmp_findings(xmp) if xmp else [])
+    """Every metadata item of a HEIF / AVIF file (the primary image's and its thumbnails'): EXIF
+    items, XMP and other ``mime`` items, user descriptions; read from the boxes, no pixel decoded."""
+    heif = parse_heif(data)
+    check_pixels(*primary_size(heif), max_pixels, name)
+    out = []
+    for item in sorted(heif.items.values(), key=lambda i: i.id):
+        payload = item_bytes(heif, item)
+        if item.type == b"Exif" and len(payload) >= 4:
+            skip = int.from_bytes(payload[:4], "big")  # to the TIFF header
+            out += _exif(payload[4 + skip :] if 4 + skip < len(payload) else payload[4:])
+        elif item.type == b"mime" and "xml" in item.content_type:
+            out += xmp_findings(payload)
+        elif item.type in (b"mime", b"uri "):
+            what = item.content_type or item.type.decode("latin-1")
+            out.append({"kind": OTHER, "field": "HEIF:MetadataItem", "value": f"{what}, {len(payload)} bytes"})
+    return out
 
 
 def tiff_findings(data: bytes) -> list[dict]:
     out = _exif(data)
-    ifd0 = parse_exif(data).ifds["0"]
+    exif = parse_exif(data)
+    ifd0 = exif.ifds["0"]
     if isinstance(ifd0.get(700), bytes):  # XMP
         out += xmp_findings(ifd0[700])
-    if isinstance(ifd0.get(33723), bytes | tuple):  # IPTC
-        block = ifd0[33723] if isinstance(ifd0[33723], bytes) else bytes(ifd0[33723])
-        out += iptc_findings(block)
+    iptc = ifd0.get(33723)  # IPTC: UNDEFINED / BYTE, or LONG words (as many writers store it)
+    if isinstance(iptc, tuple) and all(isinstance(v, int) for v in iptc):
+        iptc = b"".join(v.to_bytes(4, "little" if exif.order == "<" else "big") for v in iptc)
+    if isinstance(iptc, bytes):
+        out += iptc_findings(iptc)
     return out
 
 
-FINDERS = {"jpeg": jpeg_findings, "png": png_findings, "webp": webp_findings, "heic": heic_findings}
+def gif_findings(data: bytes, max_pixels: int, name: str) -> list[dict]:
+    blocks = gif_blocks(data)
+    check_pixels(*struct.unpack("<HH", data[6:10]), max_pixels, name)
+    out = []
+    for b in blocks:
+        if b.kind == "comment" and b.body.strip(b"\0 "):
+            out.append({"kind": OTHER, "field": "GIF:Comment", "value": b.body.decode("latin-1").strip("\0 ")[:200]})
+        elif b.kind == "application" and b.label == XMP_APP:
+            out += xmp_findings(xmp_packet(b))
+        elif b.kind == "application" and b.label not in LOOPING and b.label != ICC_APP:
+            label = b.label.decode("latin-1", "replace")
+            out.append({"kind": OTHER, "field": "GIF:ApplicationExtension", "value": f"{label}, {len(b.body)} bytes"})
+    return out
+
+
+FINDERS = {
+    "jpeg": jpeg_findings,
+    "png": png_findings,
+    "webp": webp_findings,
+    "heic": heic_findings,
+    "avif": heic_findings,
+    "gif": gif_findings,
+}
 
 
 def audit_bytes(data: bytes, name: str, max_pixels: int) -> tuple[str, list[dict]]:
@@ -193,9 +235,9 @@ def audit_bytes(data: bytes, name: str, max_pixels: int) -> tuple[str, list[dict
         return fmt, FINDERS[fmt](data, max_pixels, name)
     if fmt == "tiff":
         return fmt, tiff_findings(data)
-    if fmt in ("gif", "bmp"):
+    if fmt == "bmp":  # a BMP has no metadata container
         return fmt, []
-    raise AuditError(f"{name}: not an image Roost can read (JPEG, PNG, WebP, HEIC, TIFF, GIF, BMP)")
+    raise AuditError(f"{name}: not an image Roost can read (JPEG, PNG, WebP, HEIC, AVIF, TIFF, GIF, BMP)")
 
 
 def audit_file(path: Path, max_pixels: int) -> Audit:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from ml.privacy import IDENTITY, LOCATION, OTHER, TIME
+from ml.privacy import DEVICE, IDENTITY, LOCATION, OTHER, TIME
 from ml.privacy.formats import APP1, FormatError, jpeg_segments
 
 EXIF_IFD, GPS_IFD, INTEROP_IFD = 0x8769, 0x8825, 0xA005
@@ -35,6 +35,12 @@ GPS_TAGS = {
     31: ("GPSHPositioningError", LOCATION),
 }
 TAGS = {  # IFD0 / IFD1 / Exif IFD
+    0x010F: ("Make", DEVICE),
+    0x0110: ("Model", DEVICE),
+    0x0131: ("Software", DEVICE),  # IDENTITY where it names an account or a page (ACCOUNT_MARKS)
+    0x013C: ("HostComputer", DEVICE),
+    0xA433: ("LensMake", DEVICE),
+    0xA434: ("LensModel", DEVICE),
     0x0132: ("ModifyDate", TIME),
     0x013B: ("Artist", IDENTITY),
     0x8298: ("Copyright", IDENTITY),
@@ -184,10 +190,10 @@ def exif_findings(exif: Exif, prefix: str = "") -> list[dict]:
                 value = value.decode("utf-16-le", "replace").strip("\0 ")
             if tag in TAGS and _text(value):
                 field, kind = TAGS[tag]
+                if tag == 0x0131 and any(m in _text(value).lower() for m in ACCOUNT_MARKS):
+                    kind = IDENTITY
                 shown = f"{len(value)} bytes" if tag == 0x927C else _text(value)[:200]
                 out.append({"kind": kind, "field": prefix + field, "value": shown})
-            elif tag == 0x0131 and any(m in _text(value).lower() for m in ACCOUNT_MARKS):
-                out.append({"kind": IDENTITY, "field": prefix + "Software", "value": _text(value)[:200]})
     if exif.thumbnail:
         inner = thumbnail_exif(exif.thumbnail)
         if inner is not None:

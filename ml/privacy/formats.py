@@ -1,6 +1,7 @@
 """The containers, walked byte by byte: JPEG marker segments (up to the first scan, then the
-compressed data to EOI and any trailer), PNG chunks and WebP (RIFF) chunks; the format from the
-file's signature. Truncated or malformed structure raises ``FormatError`` with what is wrong."""
+compressed data to EOI and any trailer), PNG chunks and WebP (RIFF) chunks (HEIF / AVIF boxes:
+``ml.privacy.isobmff``, TIFF directories: ``ml.privacy.tiff``, GIF blocks: ``ml.privacy.gif``);
+the format from the file's signature. Truncated or malformed structure raises ``FormatError`` with what is wrong."""
 
 from __future__ import annotations
 
@@ -21,14 +22,16 @@ class FormatError(ValueError):
 
 
 def sniff(data: bytes) -> str:
-    """jpeg | png | webp | heic | tiff | gif | bmp | unknown, from the signature."""
+    """jpeg | png | webp | heic | avif | tiff | gif | bmp | unknown, from the signature."""
     if data[:3] == b"\xff\xd8\xff":
         return "jpeg"
     if data[:8] == PNG_SIGNATURE:
         return "png"
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "webp"
-    if data[4:8] == b"ftyp" and data[8:12] in (b"heic", b"heix", b"heim", b"heis", b"mif1", b"msf1", b"hevc", b"avif"):
+    if data[4:8] == b"ftyp" and data[8:12] in (b"avif", b"avis"):
+        return "avif"
+    if data[4:8] == b"ftyp" and data[8:12] in (b"heic", b"heix", b"heim", b"heis", b"mif1", b"msf1", b"hevc", b"hevx"):
         return "heic"
     if data[:4] in (b"II*\0", b"MM\0*"):
         return "tiff"

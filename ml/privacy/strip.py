@@ -1,4 +1,4 @@
-"""``roost strip``: a copy with no location, time or identity metadata, written losslessly.
+"""``roost strip``: a copy with no location, time, identity or device metadata, written losslessly.
 
 - JPEG: every APPn segment and comment is dropped but JFIF (APP0), Adobe (APP14, which says how
   to read CMYK/YCCK colours) and, with ``keep`` ``icc``, the ICC profile (APP2); with
@@ -9,8 +9,16 @@
   with ``orientation``); image chunks untouched.
 - WebP: EXIF and XMP chunks dropped (ICCP kept with ``icc``), the VP8X flags and RIFF size
   rewritten; image chunks untouched.
-- HEIC/HEIF and other formats: refused with the reason (never re-encoded).
+- HEIC / HEIF / AVIF: the item boxes rewritten without the Exif and XMP items and thumbnails,
+  every coded image item (tiles, alpha, depth) copied unchanged (``ml.privacy.isobmff``).
+- TIFF: each image directory rewritten with the decoding tags only, strips and tiles copied
+  unchanged (``ml.privacy.tiff``).
+- GIF: comment and application extensions dropped but the animation loop (and ICC with ``icc``);
+  image blocks untouched (``ml.privacy.gif``).
+- BMP: no metadata container; copied as it is.
 
+What cannot be rewritten losslessly is refused with the reason (never re-encoded): BigTIFF, TIFF
+with SubIFDs or old-style JPEG, HEIF image sequences, HEIF items located through other items.
 Every output is audited before it takes its name: a finding left is an error and nothing is
 written. Writes are atomic: a temporary file in the destination's folder, fsync, rename.
 """
@@ -44,18 +52,12 @@ from ml.privacy.formats import (
     webp_chunk,
     webp_chunks,
 )
+from ml.privacy.gif import strip_gif
+from ml.privacy.heif_strip import strip_heif
+from ml.privacy.tiff import strip_tiff
 
 KEEP = ("icc", "orientation")
 PNG_DROP = {b"eXIf", b"tEXt", b"zTXt", b"iTXt", b"tIME"}
-REFUSED = {
-    "heic": "HEIC/HEIF: Roost cannot remove its metadata without re-encoding the image, and never re-encodes "
-    "silently; convert it yourself (e.g. to JPEG with `heif-convert`) and strip the copy, or use "
-    "`exiftool -all= FILE`",
-    "tiff": "TIFF: its metadata lives in the image's own directory; Roost strips JPEG, PNG and WebP. "
-    "Convert it to PNG first",
-    "gif": "GIF: not supported by strip (JPEG, PNG and WebP are); convert it to PNG first",
-    "bmp": "BMP: not supported by strip (JPEG, PNG and WebP are); convert it to PNG first",
-}
 
 
 class StripError(ValueError):
@@ -156,14 +158,43 @@ def strip_webp(data: bytes, keep: set[str]) -> Stripped:
     return Stripped(b"RIFF" + struct.pack("<I", 4 + len(payload)) + b"WEBP" + bytes(payload), removed)
 
 
-STRIPPERS = {"jpeg": strip_jpeg, "png": strip_png, "webp": strip_webp}
+def strip_heif_file(data: bytes, keep: set[str]) -> Stripped:
+    """Colour profile and rotation are item properties of the image: kept whatever ``keep`` says."""
+    return Stripped(*strip_heif(data))
+
+
+def strip_tiff_file(data: bytes, keep: set[str]) -> Stripped:
+    return Stripped(*strip_tiff(data, keep))
+
+
+def strip_gif_file(data: bytes, keep: set[str]) -> Stripped:
+    return Stripped(*strip_gif(data, keep))
+
+
+def strip_bmp(data: bytes, keep: set[str]) -> Stripped:
+    return Stripped(data, [])
+
+
+STRIPPERS = {
+    "jpeg": strip_jpeg,
+    "png": strip_png,
+    "webp": strip_webp,
+    "heic": strip_heif_file,
+    "avif": strip_heif_file,
+    "tiff": strip_tiff_file,
+    "gif": strip_gif_file,
+    "bmp": strip_bmp,
+}
 
 
 def strip_bytes(data: bytes, keep: set[str]) -> Stripped:
     fmt = sniff(data)
-    if fmt in STRIPPERS:
+    if fmt not in STRIPPERS:
+        raise StripError("not an image Roost can strip (JPEG, PNG, WebP, HEIC, AVIF, TIFF, GIF, BMP)")
+    try:
         return STRIPPERS[fmt](data, keep)
-    raise StripError(REFUSED.get(fmt, "not an image Roost can strip (JPEG, PNG, WebP)"))
+    except FormatError as e:
+        raise StripError(f"{fmt.upper()}: {e}") from None
 
 
 def _write_atomically(data: bytes, dest: Path, mode_from: Path | None) -> None:

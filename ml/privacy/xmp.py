@@ -1,6 +1,6 @@
 """XMP packets and IPTC IIM records read as findings: location (GPS, city, state, country,
-sub-location, shown/created locations), time (creation and digitising dates) and identity
-(creator, rights, serial numbers, unique document ids)."""
+sub-location, shown/created locations), time (creation and digitising dates), identity
+(creator, rights, serial numbers, unique document ids) and device (camera, lens, software)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import re
 import struct
 import xml.etree.ElementTree as ET
 
-from ml.privacy import IDENTITY, LOCATION, OTHER, TIME
+from ml.privacy import DEVICE, IDENTITY, LOCATION, OTHER, TIME
 
 NS = {
     "http://ns.adobe.com/exif/1.0/": "exif",
@@ -49,6 +49,14 @@ KINDS = {
     ("xmpMM", "OriginalDocumentID"): IDENTITY,
     ("xmpMM", "InstanceID"): IDENTITY,
     ("exif", "ImageUniqueID"): IDENTITY,
+    ("tiff", "Make"): DEVICE,
+    ("tiff", "Model"): DEVICE,
+    ("tiff", "Software"): DEVICE,
+    ("xmp", "CreatorTool"): DEVICE,
+    ("aux", "Lens"): DEVICE,
+    ("aux", "LensID"): DEVICE,
+    ("exifEX", "LensMake"): DEVICE,
+    ("exifEX", "LensModel"): DEVICE,
     ("dc", "description"): OTHER,
     ("dc", "title"): OTHER,
 }

@@ -26,7 +26,22 @@ function landPath() {
   return d;
 }
 
-function drawMap(r) {
+function filePosition(audits) {  // the file's own GPS position (EXIF, decimal degrees), if it has one
+  for (const a of audits) {
+    const value = name => (a.findings || []).find(f => f.field === name)?.value;
+    const lat = parseFloat(value("GPSLatitude")), lon = parseFloat(value("GPSLongitude"));
+    if (Number.isFinite(lat) && Number.isFinite(lon) && Math.abs(lat) <= 90 && Math.abs(lon) <= 180) return {lat, lon};
+  }
+  return null;
+}
+
+function km(a, b) {  // haversine, R = 6371 km
+  const r = d => d * Math.PI / 180, h = Math.sin(r(b.lat - a.lat) / 2) ** 2 +
+    Math.cos(r(a.lat)) * Math.cos(r(b.lat)) * Math.sin(r(b.lon - a.lon) / 2) ** 2;
+  return 2 * 6371 * Math.asin(Math.sqrt(h));
+}
+
+function drawMap(r, own) {
   const svg = el("svg", {class: "map", viewBox: `0 0 ${W} ${H}`});
   svg.appendChild(el("path", {class: "land", d: landPath()}));
   for (const c of r.top_cells) {  // top-5 cells, sized by probability
@@ -38,6 +53,12 @@ function drawMap(r) {
   const pin = el("circle", {class: "pin", cx: x(r.lon), cy: y(r.lat), r: 5});
   pin.appendChild(el("title", {}, `${r.lat}, ${r.lon}`));
   svg.appendChild(pin);
+  if (own) {  // a diamond where the file itself says it was taken
+    const [cx, cy] = [x(own.lon), y(own.lat)];
+    const mark = el("path", {class: "file-gps", d: `M${cx},${cy - 7}L${cx + 7},${cy}L${cx},${cy + 7}L${cx - 7},${cy}Z`});
+    mark.appendChild(el("title", {}, `your file says you were here: ${own.lat}, ${own.lon}`));
+    svg.appendChild(mark);
+  }
   return svg;
 }
 
@@ -92,8 +113,13 @@ function card(result, audits, files) {
     c.appendChild(el("p", {class: "error"}, result.error));
     return c;
   }
-  c.appendChild(drawMap(result));
+  const own = filePosition(audits);
+  c.appendChild(drawMap(result, own));
   const side = el("div", {class: "side"});
+  if (own) {
+    side.appendChild(el("p", {class: "file-gps-note"}, `Your file says you were here: ${own.lat}, ${own.lon} ` +
+      `(the diamond; ${Math.round(km(own, result))} km from the model's guess).`));
+  }
   const where = [result.town && `near ${result.town}`, result.admin1, result.country_name || result.country].filter(Boolean);
   side.appendChild(el("p", {class: "guess"}, `Guess: ${where.join(", ") || "somewhere"} (${result.lat}, ${result.lon})`));
   side.appendChild(el("p", {class: "country"}, `Country: ${result.country_name || result.country || "-"}`));
