@@ -23,16 +23,27 @@ def rows_reconcile(accepted: int, rejected: int, inputs: int, what: str) -> Resu
     }
 
 
-def raw_rows_reconcile(locations: pd.DataFrame, rejected: pd.DataFrame, n_input: int, per_photo: bool) -> Result:
-    """Every input row (or photo) once: accepted or rejected, never both, none lost."""
-    if per_photo:  # exif_folder: a location holds one or more photos
-        accepted = int(locations["image_paths"].map(len).sum())
-    else:
-        accepted = len(locations)
-        both = set(locations["input_row"]) & set(rejected["input_row"])
-        if both:
-            return False, {"rows_both_accepted_and_rejected": sorted(both)[:10]}
-    return rows_reconcile(accepted, len(rejected), n_input, "photos" if per_photo else "input rows")
+def raw_rows_reconcile(locations: pd.DataFrame, rejected: pd.DataFrame, batches: pd.DataFrame) -> Result:
+    """Per batch of the corpus, every input row (a photo folder's: every photo) once: accepted
+    or rejected, never both, none lost; and no row outside a listed batch."""
+    per_batch, bad = {}, []
+    for b in batches.itertuples():
+        mine, lost = locations[locations["batch"] == b.batch], rejected[rejected["batch"] == b.batch]
+        if b.source == "exif_folder":  # a location holds one or more photos
+            accepted = int(mine["image_paths"].map(len).sum())
+        else:
+            accepted = len(mine)
+            both = set(mine["input_row"]) & set(lost["input_row"])
+            if both:
+                bad.append(f"{b.batch}: input rows both accepted and rejected: {sorted(both)[:10]}")
+        per_batch[b.batch] = {"accepted": accepted, "rejected": len(lost), "inputs": int(b.input_rows)}
+        if accepted + len(lost) != b.input_rows:
+            bad.append(f"{b.batch}: {accepted} accepted + {len(lost)} rejected != {b.input_rows} input rows")
+    listed = set(batches["batch"])
+    strays = (set(locations["batch"]) | set(rejected["batch"])) - listed
+    if strays:
+        bad.append(f"rows of batches not in the batches table: {sorted(strays)}")
+    return not bad, {"batches": per_batch, "problems": bad}
 
 
 def views_reconcile(

@@ -19,17 +19,16 @@ def _last_metadata(context, asset: str, key: str):
     return meta[key].value if key in meta else None
 
 
-@dg.asset_check(asset="raw_locations", blocking=True, description="accepted + rejected = input rows (or photos)")
-def raw_locations_reconcile(context: dg.AssetCheckExecutionContext, roost: RoostResource) -> dg.AssetCheckResult:
+@dg.asset_check(
+    asset="raw_locations", blocking=True, description="per batch: accepted + rejected = input rows (or photos)"
+)
+def raw_locations_reconcile(roost: RoostResource) -> dg.AssetCheckResult:
     from ml import checks
     from ml.stages.raw_locations import read_raw_locations
 
     paths = roost.paths()
-    locations, rejected = read_raw_locations(paths), read_raw_locations(paths, "rejected")
-    per_photo = _last_metadata(context, "raw_locations", "photos") is not None
-    n_input = _last_metadata(context, "raw_locations", "photos" if per_photo else "input_rows")
-    n_input = len(locations) + len(rejected) if n_input is None else int(n_input)
-    return _result(checks.raw_rows_reconcile(locations, rejected, n_input, per_photo))
+    tables = [read_raw_locations(paths, table) for table in ("locations", "rejected", "batches")]
+    return _result(checks.raw_rows_reconcile(*tables))
 
 
 @dg.asset_check(asset="enriched_locations", blocking=True, description="enriched + rejected = raw locations")

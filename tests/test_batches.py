@@ -24,7 +24,7 @@ from ml.paths import Paths
 from ml.settings import EnrichConfig, RawLocationsConfig
 from ml.stages.enriched_locations import read_locations
 from ml.stages.raw_locations import read_raw_locations, run_raw_locations
-from orchestration.definitions import ASSETS
+from orchestration.definitions import ASSETS, CHECKS
 from tests.conftest import make_root
 from tests.test_exif import photo
 
@@ -192,7 +192,10 @@ def test_the_split_through_the_assets_keeps_the_holdout_clean(tmp_path):
     held = held[held["split"] == "test"]
     beside = pd.DataFrame({"lat": held["lat"].to_numpy() + 0.05, "lon": held["lon"].to_numpy() + 0.05})
     manifest(paths.resolve("data/landing/beside.csv"), pd.concat([beside, gallery_rows(root, 60)], ignore_index=True))
-    result = dg.materialize(ASSETS[:2], resources=resources)
+    result = dg.materialize([*ASSETS[:2], *CHECKS[:2]], resources=resources)  # with the reconcile checks
+    assert (
+        all(e.passed for e in result.get_asset_check_evaluations()) and len(result.get_asset_check_evaluations()) == 2
+    )
     meta = result.asset_materializations_for_node("raw_locations")[0].metadata
     assert "| beside |" in meta["by_batch"].value and meta["batches"].value == 1
     after = read_locations(paths)

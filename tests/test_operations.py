@@ -26,12 +26,21 @@ def test_rows_reconcile():
     assert not ok and details["missing"] == 1
 
 
-def test_raw_rows_reconcile_by_row_and_by_photo():
-    locations = pd.DataFrame({"input_row": [0, 2], "image_paths": [["a.jpg", "b.jpg"], ["c.jpg"]]})
-    rejected = pd.DataFrame({"input_row": [1]})
-    assert checks.raw_rows_reconcile(locations, rejected, 3, per_photo=False)[0]
-    assert checks.raw_rows_reconcile(locations, rejected, 4, per_photo=True)[0]  # 3 photos kept + 1 rejected
-    assert not checks.raw_rows_reconcile(locations, pd.DataFrame({"input_row": [2]}), 3, per_photo=False)[0]
+def test_raw_rows_reconcile_per_batch_by_row_and_by_photo():
+    """Input rows are numbered per batch: the same row number in two batches is two rows."""
+    locations = pd.DataFrame(
+        {"batch": ["base", "base", "trip"], "input_row": [0, 2, 0], "image_paths": [[], [], ["a.jpg", "b.jpg"]]}
+    )
+    rejected = pd.DataFrame({"batch": ["base", "trip"], "input_row": [1, 1]})
+    batches = pd.DataFrame({"batch": ["base", "trip"], "source": ["default", "exif_folder"], "input_rows": [3, 3]})
+    ok, details = checks.raw_rows_reconcile(locations, rejected, batches)
+    assert ok and details["batches"]["trip"] == {"accepted": 2, "rejected": 1, "inputs": 3}  # 2 photos + 1
+    wrong = batches.assign(input_rows=[3, 4])
+    assert not checks.raw_rows_reconcile(locations, rejected, wrong)[0]
+    twice = pd.DataFrame({"batch": ["base", "trip"], "input_row": [2, 1]})  # base row 2 accepted and rejected
+    assert "both accepted and rejected" in checks.raw_rows_reconcile(locations, twice, batches)[1]["problems"][0]
+    stray = pd.concat([rejected, pd.DataFrame({"batch": ["gone"], "input_row": [0]})])
+    assert "not in the batches table" in checks.raw_rows_reconcile(locations, stray, batches)[1]["problems"][-1]
 
 
 def test_views_and_captions(smoke_chain):
