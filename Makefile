@@ -15,7 +15,7 @@ export PATH := $(BIN):$(PATH)
 # Every materialization outside `dvc repro` (the UI, schedule, sensor) commits its stage with this DVC.
 export ROOST_DVC := $(DVC)
 
-.PHONY: install run repro test lint format ui bench clean-data ablations browser
+.PHONY: install run repro test lint format ui bench clean-data ablations tune browser
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +59,11 @@ test: $(VENV)/.installed $(DVC_VENV)/.installed browser
 # PIGEON's ablations as DVC experiments (after `make run`); the table lands in data/ablations/.
 ablations: install
 	ROOST_DVC=$(DVC) $(BIN)/python -m ml.eval.ablations
+
+# A default chosen on val alone (ml/eval/tune.py): make tune PARAM=geocell_model.epochs VALUES="12 20" [SEEDS=0,1,2]
+SEEDS ?= 0,1,2
+tune: install
+	ROOST_DVC=$(DVC) $(BIN)/python -m ml.eval.tune $(PARAM) $(VALUES) --seeds $(SEEDS)
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check --fix .

@@ -4,7 +4,7 @@ import dagster as dg
 
 from assets.code import code_version
 from assets.history import versioned
-from assets.metadata import counts_table, frame_table, png
+from assets.metadata import counts_table, frame_table, makeup_table, png
 from assets.resources import RoostResource
 from ml.landing import AutomationConfig
 from ml.settings import EnrichConfig, RawLocationsConfig
@@ -56,8 +56,12 @@ def enriched_locations(context: dg.AssetExecutionContext, roost: RoostResource) 
     paths, cfg = roost.paths(), roost.config(EnrichConfig)
     run = run_enriched_locations(paths, cfg)
     result, locations = run.result, run.result.locations
-    sizes = result.split_sizes()
-    context.log.info(f"split sizes {sizes}; {len(result.rejected)} rejected; timings {result.seconds}")
+    sizes, makeup = result.split_sizes(), result.makeup()
+    context.log.info(
+        f"split sizes {sizes}; val/test make-up: largest continent gap {makeup['largest_continent_gap']} points, "
+        f"{makeup['largest_country']} gap {makeup['largest_country_share_gap']}; {len(result.rejected)} rejected; "
+        f"timings {result.seconds}"
+    )
     countries = locations["country_name"].value_counts()
     top = {str(k): int(v) for k, v in countries.head(20).items()}
     if len(countries) > 20:
@@ -69,6 +73,9 @@ def enriched_locations(context: dg.AssetExecutionContext, roost: RoostResource) 
             "rejected": len(result.rejected),
             "rejected_by_reason": counts_table(result.rejected["reason"].value_counts().to_dict()),
             "split_sizes": counts_table(sizes, key="split", value="locations"),
+            "split_makeup": makeup_table(makeup),
+            "largest_continent_gap": makeup["largest_continent_gap"],
+            "largest_country_share_gap": makeup["largest_country_share_gap"],
             "countries": len(countries),
             "country_share": float(locations["country"].notna().mean()) if len(locations) else 0.0,
             "admin1_share": float(locations["adm1_code"].notna().mean()) if len(locations) else 0.0,

@@ -31,3 +31,12 @@ def frame_table(frame) -> dg.MetadataValue:
         for row in frame.itertuples(index=False)
     ]
     return dg.MetadataValue.md("\n".join(lines))
+
+
+def makeup_table(makeup: dict) -> dg.MetadataValue:
+    """val's and test's shares (%) per continent and in the largest training countries."""
+    lines = ["| region | val % | test % | gap |", "|---|---:|---:|---:|"]
+    for group in ("continents", "countries"):
+        for name, v in makeup[group].items():
+            lines.append(f"| {name} | {v['val']:.1f} | {v['test']:.1f} | {abs(v['val'] - v['test']):.1f} |")
+    return dg.MetadataValue.md("\n".join(lines))

@@ -1,7 +1,9 @@
 """Enrich the whole 100,000-point MP-16 gallery: all layers, the split, the DuckDB file written.
 
 Timed from after imports to the file on disk, reference data reading included. Also prints the
-split's buffer trade-off for the embedded default's locations (terrain views reach ~130 km).
+make-up of val and test on the active profile's locations (each split's share per continent and
+in the ten largest training countries, and the largest gaps) and the split's buffer trade-off
+(terrain views reach ~130 km).
 """
 
 from benchmarks.common import pin_threads, report
@@ -45,6 +47,18 @@ def main() -> None:
 
     sample_cfg = load_config(RawLocationsConfig, paths.params)
     sample = load_raw_locations(sample_cfg, paths.resolve(sample_cfg.path), paths.root).locations
+    active = enrich_locations(sample, ReferenceData(paths.reference), cfg, paths.root)
+    makeup = active.makeup()
+    print(f"val / test make-up on the active profile's {len(active.locations):,} locations ({active.split_sizes()}):")
+    for group in ("continents", "countries"):
+        for name, v in makeup[group].items():
+            print(f"  {name:16} val {v['val']:5.1f}%  test {v['test']:5.1f}%  gap {abs(v['val'] - v['test']):4.1f}")
+    print(
+        f"  ten largest training countries: val {makeup['top10_val']:.1f}%, test {makeup['top10_test']:.1f}%; "
+        f"largest continent gap {makeup['largest_continent_gap']:.2f} points, "
+        f"{makeup['largest_country']} gap {makeup['largest_country_share_gap']:.2f}"
+    )
+
     lat, lon = sample["lat"].to_numpy(), sample["lon"].to_numpy()
     print(f"split trade-off on the active profile's {len(sample):,} locations (val/test/buffer shares):")
     print("  min_km  block_km    train   val   test  buffer")
@@ -61,6 +75,9 @@ def main() -> None:
             "seconds": round(seconds, 3),
             "country_share": round(float(loc["country"].notna().mean()), 4),
             "admin1_share": round(float(loc["adm1_code"].notna().mean()), 4),
+            "largest_continent_gap": makeup["largest_continent_gap"],
+            "largest_country_share_gap": makeup["largest_country_share_gap"],
+            "makeup": makeup,
             "points": len(raw),
         }
     )

@@ -66,6 +66,11 @@ class Paths:
         """``make ablations``' table (not a DVC stage: a summary of DVC experiments)."""
         return self.root / "data" / "ablations"
 
+    @property
+    def tuning(self) -> Path:
+        """``ml.eval.tune``'s records: per param the val table, the pick, then test (not a DVC stage)."""
+        return self.root / "data" / "tuning"
+
     def cache_dir(self, asset: str) -> Path:
         """Survives reruns: outside DVC's outs, ignored by git and DVC."""
         return self.root / "data" / "cache" / asset

@@ -30,6 +30,7 @@ class SplitConfig:
     min_distance_km: float  # no val/test location this close to a train location
     block_km: float  # width of a block dealt whole to one split
     held_per_block: int = 0  # most locations a val/test block holds out (the rest: buffer; 0 = all)
+    stratify: bool = False  # deal held-out blocks to val and test by region (continent, country): the same make-up
 
 
 @dataclass(frozen=True)

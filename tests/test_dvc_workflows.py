@@ -44,6 +44,25 @@ def test_ablations_run_as_dvc_experiments(repo):
     assert re.search(r"[+-]\d+\.\d\d \|", row)  # a difference to the full model in each variant's cell
 
 
+def test_a_choice_on_val_runs_as_dvc_experiments(repo):
+    """ml.eval.tune through DVC for real: the current guess rule's run (the workspace's own
+    models: nothing retrains), every rule's val read from it, the pick recorded, test after."""
+    from tests.conftest import TEST_SEED
+
+    root, env = repo
+    rules = ["top_cell", "min_expected_distance", "country_first"]
+    cmd = [str(REPO / ".venv" / "bin" / "python"), "-m", "ml.eval.tune", "refine.guess", *rules]
+    out = sh([*cmd, "--seeds", str(TEST_SEED)], root, env)
+    assert out.index("val (refine.guess") < out.index("test (holdout), read after the pick")
+    record = json.loads((root / "data" / "tuning" / "refine-guess.json").read_text())
+    assert set(record["val"]) == set(record["test"]) == set(rules) and record["pick"] in rules
+    on_disk = json.loads((root / "data" / "benchmark_report" / "metrics.json").read_text())
+    current = record["current"]
+    assert record["val"][current]["geoguessr"]["seeds"] == [pytest.approx(on_disk["val"]["geoguessr"])]
+    assert record["test"][current]["median_km"]["seeds"] == [pytest.approx(on_disk["holdout"]["median_km"])]
+    assert record["test_read_at"] >= record["picked_at"]
+
+
 def test_editing_one_function_makes_exactly_its_stages_stale(repo):
     """A changed body of ``refine_guess`` (ml/refine/refine.py) is a changed dep of exactly the
     stages whose code imports it; ``dvc status`` says so, and is clean again once it is undone."""

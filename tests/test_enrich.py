@@ -182,3 +182,43 @@ def test_enriched_locations_smoke(smoke_chain):
     assert meta["accepted"].value == len(locations)
     assert meta["map"].value.startswith("![locations by split](data:image/png;base64,")
     assert locations["country"].notna().mean() > 0.97
+
+
+def test_a_stratified_split_gives_val_and_test_the_same_make_up():
+    """Blocks dealt by region (continent, country) give val and test the same make-up, where
+    dealing them in a random order does not; blocks stay whole and away from train."""
+    from dataclasses import replace
+
+    from ml.data.split import block_ids, split_makeup
+
+    rng = np.random.default_rng(3)
+    regions = [  # (continent|country, lat range, lon range, points): one dense country, the rest sparser
+        ("North America|US", (30, 48), (-122, -72), 8000),
+        ("Europe|FR", (43, 50), (-2, 7), 2000),
+        ("Europe|DE", (48, 54), (7, 14), 2000),
+        ("Asia|JP", (31, 42), (130, 142), 2000),
+        ("Asia|IN", (10, 30), (72, 88), 2000),
+        ("South America|BR", (-28, -5), (-55, -36), 2000),
+        ("Africa|ZA", (-33, -24), (18, 31), 1000),
+        ("Africa|KE", (-4, 4), (34, 41), 1000),
+    ]
+    lat = np.concatenate([rng.uniform(*la, n) for _, la, _, n in regions])
+    lon = np.concatenate([rng.uniform(*lo, n) for _, _, lo, n in regions])
+    strata = np.concatenate([[r] * n for r, _, _, n in regions])
+    continent, country = (np.array([s.split("|")[i] for s in strata]) for i in (0, 1))
+    cfg = SplitConfig(seed=0, val_share=0.05, test_share=0.06, min_distance_km=100, block_km=300, held_per_block=30)
+    gaps = {}
+    for stratify in (False, True):
+        gaps[stratify] = []
+        for seed in range(6):
+            split = spatial_split(lat, lon, replace(cfg, seed=seed, stratify=stratify), None, strata)
+            makeup = split_makeup(split, continent, country)
+            gaps[stratify].append((makeup["largest_continent_gap"], makeup["largest_country_share_gap"]))
+            if stratify:
+                assert check_split(lat, lon, split, 100) >= 100
+                blocks = block_ids(lat, lon, 300)
+                for b in np.unique(blocks[np.isin(split, ["val", "test"])]):  # a block is dealt whole
+                    assert len(set(split[(blocks == b) & np.isin(split, ["val", "test"])])) == 1
+                assert (split == "val").sum() / np.isin(split, ["val", "test"]).sum() == pytest.approx(5 / 11, abs=0.03)
+    assert max(c for c, _ in gaps[True]) <= 4 and max(u for _, u in gaps[True]) <= 3, gaps[True]  # 2.96, 2.24
+    assert max(c for c, _ in gaps[False]) > 20, gaps[False]  # 22.42: what stratifying is for

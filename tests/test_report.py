@@ -108,10 +108,12 @@ def test_report_smoke_with_holdout_and_a_user_set(smoke_chain, user_set, tmp_pat
     assert result.success
     out = Paths(root).asset_dir("benchmark_report")
     metrics = json.loads((out / "metrics.json").read_text())
-    assert set(metrics) == {"holdout", "mine"} and metrics["mine"]["n"] == 6
-    test = read_table(Paths(smoke).asset_db("enriched_locations"), "locations", "WHERE split = 'test'")
+    assert set(metrics) == {"holdout", "val", "mine"} and metrics["mine"]["n"] == 6
     viewed = set(read_table(Paths(smoke).asset_db("location_images"), "images")["location_id"].astype(str))
-    assert metrics["holdout"]["n"] == test["id"].astype(str).isin(viewed).sum() > 0
+    for name, split in (("holdout", "test"), ("val", "val")):  # val beside test: where choices are made
+        held = read_table(Paths(smoke).asset_db("enriched_locations"), "locations", f"WHERE split = '{split}'")
+        assert metrics[name]["n"] == held["id"].astype(str).isin(viewed).sum() > 0
+        assert 0 < metrics[name]["largest_country_share"] <= 100 and "country_macro_accuracy" in metrics[name]
 
     truth = pd.read_csv(user_set).query("id != 'broken'")
     items = [Item(i, [user_set.parent / p]) for i, p in zip(truth["id"], truth["image_path"])]
@@ -130,7 +132,8 @@ def test_report_smoke_with_holdout_and_a_user_set(smoke_chain, user_set, tmp_pat
     # resample of whole blocks is not centred on it), so only the interval's own shape here;
     # what the block bootstrap computes: test_the_block_bootstrap_resamples_whole_blocks
     for name, v in metrics["holdout"]["intervals"].items():
-        assert v["low"] <= v["high"], name
+        if not (name == "country_macro_accuracy" and np.isnan(metrics["holdout"][name])):  # no country with 5
+            assert v["low"] <= v["high"], name
 
     smoke_block_km = load_config(EnrichConfig, root / "params.yaml").split.block_km
     assert f"blocks of {smoke_block_km:g} km whole" in (out / "reports" / "holdout.md").read_text()
@@ -202,3 +205,18 @@ def test_the_largest_country_baseline():
         np.median([haversine_km(48.85, 2.35, 45.76, 4.84), haversine_km(52.52, 13.40, 45.76, 4.84)])
     )
     assert "largest_country" not in baselines([0.0], [0.0], train_lat, train_lon, 0)
+
+
+def test_macro_country_accuracy_and_the_largest_country_share():
+    """A set dominated by one country: the micro accuracy follows it, the macro one counts each
+    country with >= 5 locations once (DE, with 3, is left out)."""
+    from ml.eval.metrics import largest_share, set_metrics
+
+    country = ["US"] * 10 + ["FR"] * 5 + ["DE"] * 3
+    correct = [True] * 10 + [False] * 5 + [True] * 3
+    frame = pd.DataFrame({"distance_km": np.full(18, 100.0), "country": country, "country_correct": correct})
+    m = set_metrics(frame, 200, 0)
+    assert m["country_accuracy"]["value"] == pytest.approx(100 * 13 / 18)
+    assert m["country_macro_accuracy"]["value"] == pytest.approx(50.0)  # (US 100% + FR 0%) / 2
+    assert m["country_macro_accuracy"]["low"] <= 50.0 <= m["country_macro_accuracy"]["high"]
+    assert largest_share(country) == ("US", pytest.approx(100 * 10 / 18))

@@ -4,7 +4,8 @@ For each accepted raw location: country and admin-1 (``ml.geo.boundaries``, rule
 optional admin-2 from a user file, nearest GeoNames town, Köppen-Geiger class, MODIS land
 cover, ETOPO5 elevation, a population-density proxy (``ml.geo.gazetteer``), driving side,
 hemisphere, month and hemisphere-aware season when the capture time is known, and the
-spatially grouped split (``ml.data.split``). Locations with no land within the coast cap are
+spatially grouped split (``ml.data.split``; with ``split.stratify`` val and test dealt by
+continent and country, so that they have the same make-up). Locations with no land within the coast cap are
 rejected as "not on land" with the distance.
 """
 
@@ -20,7 +21,7 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
-from ml.data.split import spatial_split
+from ml.data.split import spatial_split, split_makeup
 from ml.landing import BASE
 from ml.settings import SplitConfig
 from ml.geo.boundaries import AdminIndex, locate, locate_admin2
@@ -47,6 +48,11 @@ class EnrichResult:
     def split_sizes(self) -> dict[str, int]:
         counts = self.locations["split"].value_counts()
         return {s: int(counts.get(s, 0)) for s in ("train", "val", "test", "buffer")}
+
+    def makeup(self) -> dict:
+        """val's and test's shares in each continent and the ten largest training countries."""
+        loc = self.locations
+        return split_makeup(loc["split"].to_numpy(), loc["continent"].to_numpy(), loc["country"].to_numpy())
 
 
 def season_of(month: np.ndarray, lat: np.ndarray) -> np.ndarray:
@@ -140,7 +146,8 @@ def _enrich(raw, lat, lon, reference, layers, cfg, root, lap, seconds) -> Enrich
     out["heading"] = keep["heading"].to_numpy()
     out["image_paths"] = keep["image_paths"].to_numpy()
     out["batch"] = keep["batch"].to_numpy() if "batch" in keep else BASE
-    out["split"] = spatial_split(lat, lon, cfg.split, batch_waves(out["batch"]))
+    strata = (out["continent"].fillna("?") + "|" + out["country"].fillna("?")).to_numpy()
+    out["split"] = spatial_split(lat, lon, cfg.split, batch_waves(out["batch"]), strata)
     lap("split")
     assert len(out) + len(rejected) == len(raw)
     return EnrichResult(locations=out, rejected=rejected, n_input=len(raw), seconds=seconds)

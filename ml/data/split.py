@@ -25,6 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 from scipy.spatial import cKDTree
 
 from ml.geo.haversine import KM_PER_DEG_LAT, chord_to_km, km_to_chord, to_unit_xyz
@@ -43,15 +44,22 @@ def block_ids(lat: np.ndarray, lon: np.ndarray, block_km: float) -> np.ndarray:
     return band * 1_000_000 + col
 
 
-def spatial_split(lat: np.ndarray, lon: np.ndarray, cfg: SplitConfig, wave: np.ndarray | None = None) -> np.ndarray:
+def spatial_split(
+    lat: np.ndarray,
+    lon: np.ndarray,
+    cfg: SplitConfig,
+    wave: np.ndarray | None = None,
+    strata: np.ndarray | None = None,
+) -> np.ndarray:
     """Each location's split. ``wave``: 0 for the base, 1, 2, ... for the batches in their
-    order (None: all base)."""
+    order (None: all base). ``strata``: each location's region label (``continent|country``),
+    by which ``cfg.stratify`` deals held-out blocks to val and test alike (None: not stratified)."""
     lat = np.asarray(lat, dtype=np.float64)
     lon = np.asarray(lon, dtype=np.float64)
     wave = np.zeros(len(lat), dtype=np.int64) if wave is None else np.asarray(wave, dtype=np.int64)
     split = np.full(len(lat), "train", dtype=object)
     base = wave == 0
-    split[base] = _deal(lat[base], lon[base], cfg)
+    split[base] = _deal(lat[base], lon[base], cfg, None if strata is None else np.asarray(strata, dtype=object)[base])
     for w in np.unique(wave[wave > 0]):
         _deal_batch(lat, lon, split, np.flatnonzero(wave == w), np.flatnonzero(wave < w), cfg)
     return split
@@ -98,8 +106,11 @@ def _deal_batch(lat, lon, split, new: np.ndarray, earlier: np.ndarray, cfg: Spli
     split[new_train[near(new_train, everyone[np.isin(split[everyone], ["val", "test"])])]] = "buffer"
 
 
-def _deal(lat: np.ndarray, lon: np.ndarray, cfg: SplitConfig) -> np.ndarray:
-    """The base's split: whole blocks dealt in a seeded order until val and test hold their shares."""
+def _deal(lat: np.ndarray, lon: np.ndarray, cfg: SplitConfig, strata: np.ndarray | None = None) -> np.ndarray:
+    """The base's split: whole blocks taken in a seeded order until val and test hold their
+    shares. Without ``cfg.stratify`` the first go to val and the next to test; with it (and
+    ``strata``) they are held out first, capped and buffered, and then dealt to val and test by
+    region on the locations they keep (``_by_region``)."""
     n = len(lat)
     split = np.full(n, "train", dtype=object)
     if n == 0:
@@ -108,31 +119,86 @@ def _deal(lat: np.ndarray, lon: np.ndarray, cfg: SplitConfig) -> np.ndarray:
     rng = np.random.default_rng(cfg.seed)
     order = rng.permutation(len(blocks))
     cap = cfg.held_per_block if cfg.held_per_block > 0 else n
+    held = np.minimum(counts, cap)
+    stratified = cfg.stratify and strata is not None
     assigned = np.full(len(blocks), "train", dtype=object)
-    targets = [("val", cfg.val_share * n), ("test", cfg.test_share * n)]
-    total, t = 0.0, 0
-    cum = {name: 0 for name, _ in targets}
+    targets = [("held", (cfg.val_share + cfg.test_share) * n)] if stratified else []
+    targets = targets or [("val", cfg.val_share * n), ("test", cfg.test_share * n)]
+    t, cum = 0, {name: 0 for name, _ in targets}
     for b in order:
         while t < len(targets) and cum[targets[t][0]] >= targets[t][1]:
             t += 1
         if t == len(targets):
             break
-        name = targets[t][0]
-        assigned[b] = name
-        cum[name] += min(counts[b], cap)
-        total += counts[b]
+        assigned[b] = targets[t][0]
+        cum[targets[t][0]] += held[b]
     split = assigned[inverse]
     if cfg.held_per_block > 0:  # a seeded sample of each big held-out block stays held out
         for b in np.flatnonzero((assigned != "train") & (counts > cap)):
             members = np.flatnonzero(inverse == b)
             split[rng.choice(members, size=len(members) - cap, replace=False)] = "buffer"
     train = split == "train"
-    held = np.flatnonzero(~train)
-    if held.size and train.any() and cfg.min_distance_km > 0:
+    out = np.flatnonzero(~train)
+    if out.size and train.any() and cfg.min_distance_km > 0:
         tree = cKDTree(to_unit_xyz(lat[train], lon[train]))
-        near = tree.query(to_unit_xyz(lat[held], lon[held]), k=1, distance_upper_bound=float(km_to_chord(cfg.min_distance_km)))[0]
-        split[held[np.isfinite(near)]] = "buffer"
+        near = tree.query(to_unit_xyz(lat[out], lon[out]), k=1, distance_upper_bound=float(km_to_chord(cfg.min_distance_km)))[0]
+        split[out[np.isfinite(near)]] = "buffer"
+    if stratified:
+        kept = split == "held"
+        dealt = _by_region(inverse[kept], np.asarray(strata, dtype=object)[kept], cfg, rng)
+        split[kept] = dealt
     return split
+
+
+def _by_region(block: np.ndarray, strata: np.ndarray, cfg: SplitConfig, rng) -> np.ndarray:
+    """Deal held-out locations to val and test block by block, along one sequence ordered by
+    region (continent, then country, largest block first): each block goes to whichever split
+    keeps the running val : test counts closest to the shares', so every stretch of the
+    sequence (a continent, a country) is shared between val and test at those shares, within
+    about one block's locations: val and test get the same make-up."""
+    frame = pd.DataFrame({"block": block, "label": pd.Series(strata).fillna("?|?").astype(str).to_numpy()})
+    sizes = frame.groupby("block").size()
+    labels = frame.groupby(["block", "label"]).size().reset_index(name="n")
+    labels = labels.sort_values(["block", "n", "label"], ascending=[True, False, True]).drop_duplicates("block")
+    label = dict(zip(labels["block"], labels["label"]))
+    tie = dict(zip(sizes.index, rng.random(len(sizes))))
+    sequence = sorted(sizes.index, key=lambda b: (*label[b].split("|", 1), -sizes[b], tie[b]))
+    ratio = cfg.val_share / (cfg.val_share + cfg.test_share)
+    dealt, v, t = {}, 0, 0
+    for b in sequence:
+        n = sizes[b]
+        as_val, as_test = abs(v + n - ratio * (v + t + n)), abs(v - ratio * (v + t + n))
+        to_val = as_val < as_test or (as_val == as_test and tie[b] < ratio)
+        dealt[b] = "val" if to_val else "test"
+        v, t = (v + n, t) if to_val else (v, t + n)
+    return np.array([dealt[b] for b in block], dtype=object)
+
+
+def split_makeup(split, continent, country, top: int = 10) -> dict:
+    """The make-up of val and of test: the share (%) of each in every continent and in the
+    ``top`` largest training countries, and the largest gaps between the two (points)."""
+    frame = pd.DataFrame({"split": split, "continent": continent, "country": country}).fillna("?")
+    largest = frame.loc[frame["split"] == "train", "country"].value_counts().index[:top].tolist()
+    out: dict = {"continents": {}, "countries": {}}
+    for split_name in ("val", "test"):
+        part = frame[frame["split"] == split_name]
+        size = max(len(part), 1)
+        for c, k in part["continent"].value_counts().items():
+            out["continents"].setdefault(c, {"val": 0.0, "test": 0.0})[split_name] = round(100 * k / size, 2)
+        for c in largest:
+            out["countries"].setdefault(c, {"val": 0.0, "test": 0.0})[split_name] = round(
+                100 * float((part["country"] == c).sum()) / size, 2
+            )
+        out[f"top{top}_{split_name}"] = round(100 * float(part["country"].isin(largest).sum()) / size, 2)
+
+    def gap(shares: dict) -> float:
+        return round(max((abs(v["val"] - v["test"]) for v in shares.values()), default=0.0), 2)
+
+    out["largest_continent_gap"] = gap(out["continents"])
+    out["largest_country_gap"] = gap(out["countries"])
+    out["largest_country"] = largest[0] if largest else ""
+    out["largest_country_share_gap"] = gap({k: v for k, v in out["countries"].items() if k == out["largest_country"]})
+    return out
 
 
 def check_split(lat, lon, split, min_distance_km: float) -> float:

@@ -140,7 +140,7 @@ def evaluate_groups(
     def row(guessed: pd.DataFrame) -> dict:
         """The metrics of other guesses (lat, lon, country, admin1) of the same locations."""
         at = guessed["lat"].to_numpy(float), guessed["lon"].to_numpy(float)
-        gf = pd.DataFrame({"distance_km": haversine_km(lat, lon, *at)})
+        gf = pd.DataFrame({"distance_km": haversine_km(lat, lon, *at), "country": frame["country"].to_numpy()})
         gf["country_correct"] = frame["country"].to_numpy() == guessed["country"].to_numpy(dtype=object)
         gf["admin1_correct"] = gf["country_correct"].to_numpy() & (
             places["admin1"].to_numpy() == guessed["admin1"].to_numpy(dtype=object)
@@ -180,10 +180,13 @@ def evaluate_holdout(
     cfg,
     zero_shots=None,
     block_km: float | None = None,
+    split: str = "test",
+    name: str = "holdout",
 ) -> SetResult:
-    """The test split of enriched_locations with its stored views; ``block_km``: the split's
-    blocks, which the bootstrap resamples whole (None: it resamples locations)."""
-    test = locations[locations["split"] == "test"]
+    """A held-out split of enriched_locations (the test split: ``holdout``; val: ``val``) with
+    its stored views; ``block_km``: the split's blocks, which the bootstrap resamples whole
+    (None: it resamples locations)."""
+    test = locations[locations["split"] == split]
     test = test[test["id"].astype(str).isin(set(images["location_id"].astype(str)))].reset_index(drop=True)
     if cfg.max_locations:
         test = test.head(cfg.max_locations)
@@ -196,7 +199,7 @@ def evaluate_holdout(
         unit = f"its {len(np.unique(blocks))} blocks of {block_km:g} km whole"
     return evaluate_groups(
         geo,
-        "holdout",
+        name,
         test,
         groups,
         tl,

@@ -76,8 +76,44 @@ def bootstrap_interval(
         members = members_of(clusters)
         draws = (rng.integers(0, len(members), len(members)) for _ in range(n))
         stats = [stat(values[np.concatenate([members[c] for c in drawn])]) for drawn in draws]
-    lo, hi = np.percentile(stats, [2.5, 97.5])
+    stats = np.asarray(stats, dtype=float)
+    if np.isnan(stats).all():  # e.g. a macro average over no country with enough locations
+        return float("nan"), float("nan")
+    lo, hi = np.nanpercentile(stats, [2.5, 97.5])  # resamples where the statistic is undefined left out
     return float(lo), float(hi)
+
+
+MACRO_MIN = 5  # a country counts in the macro-averaged accuracy with at least this many locations
+
+
+def macro_accuracy(country: pd.Series, correct: np.ndarray):
+    """A statistic of row indices: the mean over truth countries with ``MACRO_MIN`` locations or
+    more (among those rows) of each country's accuracy (%), so that a set dominated by one
+    country cannot flatter the model. Unknown countries (no polygon) are left out."""
+    codes, _ = pd.factorize(pd.Series(country).fillna("").astype(str).replace("", np.nan))
+    codes = np.asarray(codes)
+
+    def stat(rows: np.ndarray) -> float:
+        c = codes[rows]
+        known = c >= 0
+        if not known.any():
+            return float("nan")
+        n = np.bincount(c[known])
+        hits = np.bincount(c[known], weights=correct[rows][known], minlength=len(n))
+        enough = n >= MACRO_MIN
+        return float(np.mean(hits[enough] / n[enough]) * 100) if enough.any() else float("nan")
+
+    return stat
+
+
+def largest_share(country) -> tuple[str, float]:
+    """The most common truth country of a set and its share of the set's locations (%)."""
+    known = pd.Series(country).dropna().astype(str)
+    known = known[known != ""]
+    if known.empty:
+        return "", 0.0
+    counts = known.value_counts()
+    return str(counts.index[0]), float(counts.iloc[0] / len(pd.Series(country)) * 100)
 
 
 def set_metrics(
@@ -93,6 +129,8 @@ def set_metrics(
         if name in frame:
             v = frame[name].to_numpy(dtype=float)
             columns[name.replace("_correct", "_accuracy")] = (v, lambda x: float(np.mean(x) * 100))
+        if name == "country_correct" and name in frame and "country" in frame:
+            columns["country_macro_accuracy"] = (np.arange(len(frame)), macro_accuracy(frame["country"], v))
     out = {}
     for i, (name, (values, stat)) in enumerate(columns.items()):
         lo, hi = bootstrap_interval(values, stat, n_boot, seed + i, clusters)

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ml.eval.evaluate import SetResult
+from ml.eval.metrics import MACRO_MIN, largest_share
 from ml.geo.maps import figure_png, finish_png, world_axes
 from ml.geo.scores import RADII_KM
 from ml.settings import GUESSES
@@ -29,7 +30,7 @@ PAPER = [
     },
 ]
 ORDER = [f"within_{r}km" for r in RADII_KM] + ["median_km", "geoguessr"]  # the metrics tables' rows, in order
-ORDER += ["country_accuracy", "admin1_accuracy", "cell_top1", "cell_top5"]
+ORDER += ["country_accuracy", "country_macro_accuracy", "admin1_accuracy", "cell_top1", "cell_top5"]
 
 
 def error_curve(result: SetResult) -> pd.DataFrame:
@@ -105,6 +106,17 @@ def markdown_table(frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def mix_note(result: SetResult) -> str:
+    """What the country accuracy is made of: the set's largest country and the macro average."""
+    country, share = largest_share(result.frame["country"])
+    counts = result.frame["country"].value_counts()
+    return (
+        f"The country mix: the largest country of this set, {country or '-'}, holds {share:.1f}% of its locations; "
+        f"`country_macro_accuracy` averages the accuracy of the {int((counts >= MACRO_MIN).sum())} countries with "
+        f"{MACRO_MIN} locations or more, each counted once, so that one dominant country cannot flatter the model."
+    )
+
+
 def write_report(result: SetResult, folder: Path, domain: str, countries=None, ablations: str = "") -> dict[str, Path]:
     """Markdown + self-contained HTML for one set; returns the files written."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -153,6 +165,8 @@ country (cell probabilities summed by country). Refinement as configured in each
 Intervals: the bootstrap resamples {result.bootstrap_unit}{blocks_note}.
 
 {markdown_table(table)}
+
+{mix_note(result)}
 
 {zero_shot}
 {guesses}
@@ -231,6 +245,7 @@ def metrics_json(results: list[SetResult]) -> dict:
             k: {"low": round(v["low"], 4), "high": round(v["high"], 4)} for k, v in r.metrics.items()
         }
         out[r.name]["n"] = len(r.frame)
+        out[r.name]["largest_country_share"] = round(largest_share(r.frame["country"])[1], 2)
         out[r.name]["baseline_train_medoid_median_km"] = round(r.baselines["train_medoid"]["median_km"], 2)
         out[r.name]["baseline_random_median_km"] = round(r.baselines["random_train_location"]["median_km"], 2)
         largest = r.baselines.get("largest_country", {})

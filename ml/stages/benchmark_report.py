@@ -1,7 +1,7 @@
-"""benchmark_report: PIGEON's metrics for the bundle on the holdout split and every user set in
-params, the zero-shot rows of the CLIP models named there, and the reports (Markdown, HTML,
-DVC metrics and plots). ``roost evaluate`` runs the same functions on a manifest, outside the
-pipeline."""
+"""benchmark_report: PIGEON's metrics for the bundle on the holdout split (test), on val (where
+choices are made: ``ml.eval.tune``) and every user set in params, the zero-shot rows of the CLIP
+models named there, and the reports (Markdown, HTML, DVC metrics and plots). ``roost evaluate``
+runs the same functions on a manifest, outside the pipeline."""
 
 from __future__ import annotations
 
@@ -42,7 +42,10 @@ def write_reports(
     files = {}
     for r in results:
         files[r.name] = write_report(r, out / reports, geo.image_domain, countries, ablations)["html"]
-        error_curve(r).to_csv(out / f"error_curve_{r.name}.csv", index=False)
+        # the holdout's curve is the DVC plot beside metrics.json; the other sets' go with their reports
+        error_curve(r).to_csv(
+            (out if r.name == "holdout" else out / reports) / f"error_curve_{r.name}.csv", index=False
+        )
     (out / METRICS_FILE).write_text(json.dumps(metrics_json(results), indent=2))
     return files
 
@@ -58,7 +61,10 @@ def run_benchmark_report(paths: Paths, cfg: ReportConfig) -> list[SetResult]:
     block_km = load_config(EnrichConfig, geo.bundle.params).split.block_km  # the blocks the split dealt whole
     with open_store(paths) as store:
         images = read_images(paths)
-        results = [evaluate_holdout(geo, locations, images, store, train, lookup, cfg, zero_shots, block_km)]
+        results = [
+            evaluate_holdout(geo, locations, images, store, train, lookup, cfg, zero_shots, block_km, split, name)
+            for split, name in (("test", "holdout"), ("val", "val"))
+        ]
     for s in cfg.sets:
         manifest = paths.resolve(s.manifest)
         results.append(evaluate_manifest(geo, s.name, manifest, s.swap_lat_lon, train, lookup, cfg, zero_shots))

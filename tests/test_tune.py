@@ -1,0 +1,67 @@
+"""The choice protocol (ml/eval/tune.py) on known figures: the pick is the best mean on val,
+whatever test says, and it is recorded before test is read."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ml.eval import tune
+from tests.conftest import make_root
+
+
+def metrics(geoguessr: float, median: float = 900.0, country: float = 40.0, guesses: dict | None = None) -> dict:
+    out = {"geoguessr": geoguessr, "median_km": median, "country_accuracy": country, "country_macro_accuracy": 30.0}
+    return out | {f"guess_{k}": v for k, v in (guesses or {}).items()}
+
+
+@pytest.fixture
+def root(tmp_path, monkeypatch):
+    root = make_root(tmp_path / "p")
+    monkeypatch.chdir(root)
+    return root
+
+
+def test_the_pick_is_made_on_val_and_recorded_before_test_is_read(root, monkeypatch):
+    # 12 epochs: better on val in the mean (a noisy seed), worse on test; 20 epochs: the opposite
+    found = {}
+    for seed, (v12, v20) in enumerate([(2100, 2000), (1900, 2050), (2150, 2010)]):
+        found[tune.experiment("geocell_model.epochs", "12", seed)] = {"val": metrics(v12), "holdout": metrics(1800)}
+        found[tune.experiment("geocell_model.epochs", "20", seed)] = {"val": metrics(v20), "holdout": metrics(2400)}
+    monkeypatch.setattr(tune, "experiment_metrics", lambda root, dvc: found)
+    events = []
+    real_figures, real_write = tune.figures, tune.Path.write_text
+    monkeypatch.setattr(tune, "figures", lambda *a: events.append(("read", a[4])) or real_figures(*a))
+    monkeypatch.setattr(
+        tune.Path, "write_text", lambda self, text: events.append(("write", text)) or real_write(self, text)
+    )
+    assert tune.main(["geocell_model.epochs", "12", "20", "--seeds", "0,1,2", "--collect-only"]) == 0
+    assert [e[0] for e in events] == ["read", "write", "read", "write"]
+    assert events[0][1] == "val" and events[2][1] == "holdout"
+    first = json.loads(events[1][1])
+    assert first["pick"] == "12" and "test" not in first  # val's mean: 2050 vs 2020
+    assert first["val"]["12"]["geoguessr"]["seeds"] == [2100, 1900, 2150]
+    assert first["val"]["20"]["geoguessr"]["low"] == 2000 and first["current"] == tune.current(
+        root, "geocell_model.epochs"
+    )
+    record = json.loads((root / "data" / "tuning" / "geocell-model-epochs.json").read_text())
+    assert record["pick"] == "12" and record["test"]["20"]["geoguessr"]["mean"] == 2400  # shown, not used
+    assert record["test_read_at"] >= record["picked_at"]
+
+
+def test_a_guess_rule_is_read_from_the_runs_of_the_current_rule(root, monkeypatch):
+    found = {
+        tune.experiment("refine.guess", "country_first", seed): {
+            "val": metrics(2000 + seed, guesses={"top_cell": metrics(1900), "min_expected_distance": metrics(2100)}),
+            "holdout": metrics(2300, guesses={"top_cell": metrics(2200), "min_expected_distance": metrics(2250)}),
+        }
+        for seed in (0, 1)
+    }
+    monkeypatch.setattr(tune, "experiment_metrics", lambda root, dvc: found)
+    args = ["refine.guess", "country_first", "top_cell", "min_expected_distance", "--seeds", "0,1", "--collect-only"]
+    assert tune.main(args) == 0
+    record = json.loads((root / "data" / "tuning" / "refine-guess.json").read_text())
+    assert record["current"] == "country_first" and record["pick"] == "min_expected_distance"
+    assert record["val"]["country_first"]["geoguessr"]["seeds"] == [2000, 2001]
+    assert tune.main(["refine.guess", "top_cell", "--seeds", "0,5", "--collect-only"]) == 1  # seed 5 never ran
