@@ -1,11 +1,13 @@
-"""Inference with the default bundle (run `make run` first): bundle load time after imports,
-median single-image latency, batch throughput, and the prototype build time of the embedded
-default (OPTICS within every geocell, on the default's training locations).
+"""Inference with the default bundle (run `make run` first): what a `roost predict` call costs
+from a cold start, bundle load time after imports, median single-image latency, batch
+throughput, and the prototype build time of the embedded default (OPTICS within every geocell,
+on the default's training locations).
 
-`load_seconds` starts once the modules a prediction needs are imported (transformers' CLIP
-modelling code included: it is imported lazily, on the first model built, and costs more than
-the whole load); `import_seconds` is those imports, in this process, so that the two together
-are what a `roost predict` call pays before its first image."""
+`cold_seconds` is the wall time of `roost predict --bundle B docs/example/view0.png` in a fresh
+process (imports, bundle load, one image, the table printed): the median of three runs.
+`import_seconds` is the imports a prediction needs, in this process (torch, pandas, geopandas
+and Roost's inference modules; transformers is not among them: the vision tower is plain torch,
+ml/models/vit.py); `load_seconds` starts once they are imported."""
 
 import time
 
@@ -16,11 +18,12 @@ from benchmarks.common import pin_threads, report  # noqa: E402
 THREADS = pin_threads(2)
 
 import statistics  # noqa: E402
+import subprocess  # noqa: E402
 import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import geopandas  # noqa: E402, F401  (imported before timing: load_seconds is after imports)
 import numpy as np  # noqa: E402
-from transformers import CLIPVisionModel  # noqa: E402, F401  (the lazy import the first model build pays)
 
 from ml.bundle import BundleError  # noqa: E402
 from ml.config import load_config  # noqa: E402
@@ -35,6 +38,19 @@ from ml.stages.geocells import read_geocells  # noqa: E402
 from ml.stages.location_images import read_images  # noqa: E402
 
 IMPORT_SECONDS = time.perf_counter() - IMPORTS_START
+EXAMPLE = Path(__file__).resolve().parent.parent / "docs" / "example" / "view0.png"
+
+
+def cold_start(bundle: Path, runs: int = 3) -> list[float]:
+    """Wall seconds of `roost predict` on one image, each in a fresh process."""
+    roost = Path(sys.executable).with_name("roost")
+    cmd = [str(roost)] if roost.exists() else [sys.executable, "-m", "ml.cli"]
+    seconds = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        subprocess.run([*cmd, "predict", "--bundle", str(bundle), str(EXAMPLE)], check=True, capture_output=True)
+        seconds.append(time.perf_counter() - t)
+    return seconds
 
 
 def main() -> None:
@@ -47,6 +63,8 @@ def main() -> None:
         sys.exit(f"{e}\nrun `make run` first: this benchmark measures the default bundle")
     geo.name_places(np.array([0.0]), np.array([0.0]))  # the place index is part of loading
     load_seconds = time.perf_counter() - start
+    colds = cold_start(bundle)
+    cold = statistics.median(colds)
 
     images = read_images(paths)
     store = ImageStore(paths.shards)
@@ -73,13 +91,15 @@ def main() -> None:
     )
     store.close()
     median = statistics.median(latencies)
-    print(f"imports (torch, transformers' CLIP, geopandas, Roost): {IMPORT_SECONDS:.2f} s")
+    print(f"roost predict, one image, fresh process: {cold:.2f} s (median of {', '.join(f'{c:.2f}' for c in colds)})")
+    print(f"imports (torch, pandas, geopandas, Roost's inference modules): {IMPORT_SECONDS:.2f} s")
     print(f"bundle {bundle} loaded in {load_seconds:.2f} s (checksums verified, place index built)")
     print(f"single image: median {median:.1f} ms over {len(latencies)} ({THREADS} threads, CPU)")
     print(f"batch of 64: {per_s:.1f} images/s")
     print(f"prototypes for {len(ids):,} training locations ({cfg.workers} workers): {proto_seconds:.2f} s")
     report(
         {
+            "cold_seconds": round(cold, 2),
             "median_ms": round(median, 2),
             "images_per_s": round(per_s, 1),
             "load_seconds": round(load_seconds, 3),

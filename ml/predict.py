@@ -286,21 +286,15 @@ def attention_rollout(attentions: list[torch.Tensor]) -> torch.Tensor:
 @torch.no_grad()
 def explain(model, spec: BackboneSpec, image: np.ndarray) -> np.ndarray:
     """Where the vision transformer looked: the rollout over patches as a (grid, grid) map
-    summing to 1. Runs the eager attention, which returns its weights."""
+    summing to 1. The attention is computed explicitly, which returns its weights."""
     vision = model.vision
-    previous = vision.config._attn_implementation
-    vision.config._attn_implementation = "eager"
-    try:
-        h = vision.pre_layrnorm(vision.embeddings(preprocess([image], spec)))
-        attentions = []
-        for layer in vision.encoder.layers:
-            residual = h
-            x, weights = layer.self_attn(hidden_states=layer.layer_norm1(h), attention_mask=None)
-            attentions.append(weights)
-            h = residual + x
-            h = h + layer.mlp(layer.layer_norm2(h))
-    finally:
-        vision.config._attn_implementation = previous
+    h = vision.pre_layrnorm(vision.embeddings(preprocess([image], spec)))
+    attentions = []
+    for layer in vision.encoder.layers:
+        x, weights = layer.self_attn(layer.layer_norm1(h), weights=True)
+        attentions.append(weights)
+        h = h + x
+        h = h + layer.mlp(layer.layer_norm2(h))
     heat = attention_rollout(attentions)[0]
     grid = int(round(heat.numel() ** 0.5))
     return heat.view(grid, grid).numpy()

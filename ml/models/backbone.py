@@ -19,7 +19,6 @@ import numpy as np
 import torch
 
 from ml.data.images import fit_square
-from ml.models.tokenizer import reference_tokenizer
 
 CONFIGS = Path(__file__).with_name("configs")
 SPEC_FILE = "roost_backbone.json"
@@ -61,6 +60,8 @@ def build_model(spec: BackboneSpec, weights: str = "random"):
 
 def build_tokenizer(spec: BackboneSpec, reference: Path):
     if spec.tokenizer == "reference":
+        from ml.models.tokenizer import reference_tokenizer  # transformers: off inference's import path
+
         return reference_tokenizer(str(Path(reference) / "clip_bpe_simple_vocab_16e6.txt.gz"))
     from transformers import CLIPTokenizer
 

@@ -1,4 +1,5 @@
-"""The geocell classifier: streetclip's vision tower, a cell head and multi-task heads.
+"""The geocell classifier: streetclip's vision tower (``ml.models.vit``, plain torch), a cell head
+and multi-task heads.
 
 Only the last ``trainable_layers`` transformer layers of the vision tower (plus its final
 norm and projection) and the heads are trained; the trunk below is frozen, so its outputs
@@ -24,6 +25,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ml.geo.haversine import haversine_km
+from ml.models.vit import VisionConfig, VisionTower
 
 AUX_OUTPUTS = {"koppen": 31, "landcover": 17, "elevation": 1, "population": 1, "month": 12}
 
@@ -92,10 +94,8 @@ class GeocellModelSpec:
 class GeocellModel(nn.Module):
     def __init__(self, spec: GeocellModelSpec):
         super().__init__()
-        from transformers import CLIPVisionConfig, CLIPVisionModel
-
         self.spec = spec
-        self.vision = CLIPVisionModel(CLIPVisionConfig(**spec.vision_config))
+        self.vision = VisionTower(VisionConfig.of(spec.vision_config))  # CLIP's tower, without transformers
         hidden = self.vision.config.hidden_size
         self.projection = nn.Linear(hidden, spec.projection_dim, bias=False)
         d = spec.projection_dim
