@@ -5,9 +5,10 @@ on the default's training locations).
 
 `cold_seconds` is the wall time of `roost predict --bundle B docs/example/view0.png` in a fresh
 process (imports, bundle load, one image, the table printed): the median of three runs.
-`import_seconds` is the imports a prediction needs, in this process (torch, pandas, geopandas
-and Roost's inference modules; transformers is not among them: the vision tower is plain torch,
-ml/models/vit.py); `load_seconds` starts once they are imported."""
+`import_seconds` is the imports a prediction needs, in this process (torch, pandas, scipy,
+shapely and Roost's inference modules; not transformers, since the vision tower is plain torch
+(ml/models/vit.py), nor geopandas, since naming places reads the bundle's polygons with pyarrow);
+`load_seconds` starts once they are imported."""
 
 import time
 
@@ -22,7 +23,6 @@ import subprocess  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-import geopandas  # noqa: E402, F401  (imported before timing: load_seconds is after imports)
 import numpy as np  # noqa: E402
 
 from ml.bundle import BundleError  # noqa: E402
@@ -92,7 +92,7 @@ def main() -> None:
     store.close()
     median = statistics.median(latencies)
     print(f"roost predict, one image, fresh process: {cold:.2f} s (median of {', '.join(f'{c:.2f}' for c in colds)})")
-    print(f"imports (torch, pandas, geopandas, Roost's inference modules): {IMPORT_SECONDS:.2f} s")
+    print(f"imports (torch, pandas, scipy, shapely, Roost's inference modules): {IMPORT_SECONDS:.2f} s")
     print(f"bundle {bundle} loaded in {load_seconds:.2f} s (checksums verified, place index built)")
     print(f"single image: median {median:.1f} ms over {len(latencies)} ({THREADS} threads, CPU)")
     print(f"batch of 64: {per_s:.1f} images/s")

@@ -115,6 +115,21 @@ def write_bundle(
     return folder
 
 
+def plain_geoparquet(path: Path) -> pd.DataFrame:
+    """A GeoParquet file (WKB geometry) as a pandas frame whose ``geometry`` holds shapely objects."""
+    import pyarrow.parquet as pq
+    import shapely
+
+    table = pq.read_table(path)
+    geo = json.loads(table.schema.metadata[b"geo"])
+    column = geo["primary_column"]
+    if geo["columns"][column].get("encoding", "WKB").upper() != "WKB":
+        raise BundleError(f"{path}: geometry encoded as {geo['columns'][column]['encoding']}, expected WKB")
+    frame = table.to_pandas()
+    frame["geometry"] = shapely.from_wkb(frame.pop(column).to_numpy())
+    return frame
+
+
 def bundle_id(manifest: dict) -> str:
     """A bundle's identity: the digest of its files' checksums (the same files, the same id)."""
     return hashlib.sha256(json.dumps(manifest["files"], sort_keys=True).encode()).hexdigest()[:16]
@@ -199,6 +214,12 @@ class Bundle:
         import geopandas as gpd  # as above
 
         return gpd.read_parquet(self.reference(REGIONS))
+
+    def admin_tables(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Countries and admin-1 regions as plain frames (shapely geometries in ``geometry``),
+        read with pyarrow: what naming a place needs, without geopandas, whose import and reader
+        cost a cold ``roost predict`` about 0.3 s. The maps draw ``countries()``."""
+        return plain_geoparquet(self.reference(COUNTRIES)), plain_geoparquet(self.reference(REGIONS))
 
     def towns(self) -> pd.DataFrame:
         return pd.read_csv(self.reference(TOWNS), keep_default_na=False)

@@ -76,7 +76,7 @@ class Geolocator:
     def _namer(self):
         if self._places is None:
             self._places = (
-                AdminIndex.build(self.bundle.countries(), self.bundle.regions()),
+                AdminIndex.build(*self.bundle.admin_tables()),
                 Gazetteer(self.bundle.towns()),
             )
         return self._places

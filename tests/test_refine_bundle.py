@@ -4,6 +4,7 @@ import json
 import shutil
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from ml.bundle import BundleError, verify_bundle
@@ -132,3 +133,20 @@ def test_country_first_refines_within_the_country():
     assert g.prototype[0] == 2
     g = refine_guess(probs, np.array([[5.0, 5.0]]), cells, protos(), cfg(temperature=0.1, guess="country_first"))
     assert g.prototype[0] in (0, 1) and g.top_cells[0].tolist()[:2] == [0, 2]
+
+
+def test_admin_tables_read_without_geopandas_equal_geopandas_reading():
+    """What naming a place reads (pyarrow + shapely, no geopandas import on ``roost predict``'s
+    path) is geopandas' reading of the same GeoParquet files: the same columns, values and shapes."""
+    import geopandas as gpd
+    import shapely
+
+    from ml.bundle import plain_geoparquet
+    from tests.conftest import REPO
+
+    for name in ("admin0_naturalearth_10m.parquet", "admin1_naturalearth_10m.parquet"):
+        path = REPO / "data" / "reference" / name
+        plain, reference = plain_geoparquet(path), gpd.read_parquet(path)
+        assert list(plain.columns) == list(reference.columns)
+        assert plain.drop(columns="geometry").equals(pd.DataFrame(reference.drop(columns="geometry")))
+        assert shapely.equals(plain["geometry"].to_numpy(), reference.geometry.to_numpy()).all()
