@@ -168,7 +168,7 @@ PLACES = [
 
 
 def test_train_on_your_own_photos_end_to_end(tmp_path):
-    """A folder of geotagged photos through the whole chain, as the README's section says."""
+    """A folder of geotagged photos through the whole chain, as docs/your-data.md says."""
     rng = np.random.default_rng(0)
     folder = tmp_path / "my_photos"
     for k, (lat, lon) in enumerate(PLACES):
