@@ -1,19 +1,27 @@
 """The choice protocol (ml/eval/tune.py) on known figures: the pick is the best mean on val,
-whatever test says, and it is recorded before test is read."""
+whatever test says, and it is recorded before test is read; only finished experiments are read,
+and one is reused for another value's name only with the same params and code."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
 
 from ml.eval import tune
+from ml.eval.ablations import finished
 from tests.conftest import make_root
 
 
 def metrics(geoguessr: float, median: float = 900.0, country: float = 40.0, guesses: dict | None = None) -> dict:
     out = {"geoguessr": geoguessr, "median_km": median, "country_accuracy": country, "country_macro_accuracy": 30.0}
     return out | {f"guess_{k}": v for k, v in (guesses or {}).items()}
+
+
+def entries(found: dict) -> dict:
+    """``experiments``' shape: metrics, and params/deps that match nothing."""
+    return {name: {"metrics": m, "params": {}, "deps": {}} for name, m in found.items()}
 
 
 @pytest.fixture
@@ -29,7 +37,7 @@ def test_the_pick_is_made_on_val_and_recorded_before_test_is_read(root, monkeypa
     for seed, (v12, v20) in enumerate([(2100, 2000), (1900, 2050), (2150, 2010)]):
         found[tune.experiment("geocell_model.epochs", "12", seed)] = {"val": metrics(v12), "holdout": metrics(1800)}
         found[tune.experiment("geocell_model.epochs", "20", seed)] = {"val": metrics(v20), "holdout": metrics(2400)}
-    monkeypatch.setattr(tune, "experiment_metrics", lambda root, dvc: found)
+    monkeypatch.setattr(tune, "experiments", lambda root, dvc: entries(found))
     events = []
     real_figures, real_write = tune.figures, tune.Path.write_text
     monkeypatch.setattr(tune, "figures", lambda *a: events.append(("read", a[4])) or real_figures(*a))
@@ -58,10 +66,51 @@ def test_a_guess_rule_is_read_from_the_runs_of_the_current_rule(root, monkeypatc
         }
         for seed in (0, 1)
     }
-    monkeypatch.setattr(tune, "experiment_metrics", lambda root, dvc: found)
+    monkeypatch.setattr(tune, "experiments", lambda root, dvc: entries(found))
     args = ["refine.guess", "country_first", "top_cell", "min_expected_distance", "--seeds", "0,1", "--collect-only"]
     assert tune.main(args) == 0
     record = json.loads((root / "data" / "tuning" / "refine-guess.json").read_text())
     assert record["current"] == "country_first" and record["pick"] == "min_expected_distance"
     assert record["val"]["country_first"]["geoguessr"]["seeds"] == [2000, 2001]
     assert tune.main(["refine.guess", "top_cell", "--seeds", "0,5", "--collect-only"]) == 1  # seed 5 never ran
+
+
+def test_a_finished_twin_is_reused_only_with_the_same_params_and_code(root, monkeypatch):
+    code = root / "ml" / "stage.py"
+    code.parent.mkdir()
+    code.write_text("x = 1\n")
+    found = {}
+    for seed in (0, 1):  # the current value's runs, made by a round on another param
+        found[f"tune-other-param-s{seed}"] = {
+            "metrics": {"val": metrics(2000 + seed), "holdout": metrics(2300)},
+            "params": tune.wanted_params(root, "refine.guess", tune.current(root, "refine.guess"), seed),
+            "deps": {"ml/stage.py": hashlib.md5(code.read_bytes()).hexdigest(), "data/geocells": "x.dir"},
+        }
+    found["tune-other-param-s9"] = found["tune-other-param-s0"] | {"params": {"profile": "other"}}
+    ran = []
+    monkeypatch.setattr(tune, "experiments", lambda root, dvc: found)
+    monkeypatch.setattr("subprocess.run", lambda cmd, **kw: ran.append(cmd))
+    assert tune.main(["refine.guess", "top_cell", "--seeds", "0,1"]) == 0
+    record = json.loads((root / "data" / "tuning" / "refine-guess.json").read_text())
+    assert not ran and record["runs"]["top_cell"] == ["tune-other-param-s0", "tune-other-param-s1"]
+    assert record["val"]["top_cell"]["geoguessr"]["seeds"] == [2000, 2001]
+    code.write_text("x = 2\n")  # the stages' code changed since: the twins no longer stand in
+    assert tune.main(["refine.guess", "top_cell", "--seeds", "0,1"]) == 1
+    assert len(ran) == 2 and all(cmd[1:4] == ["exp", "run", "--temp"] for cmd in ran)
+
+
+def test_only_finished_experiments_are_read():
+    def node(name, state, value):
+        data = {"metrics": {"m.json": {"data": {"val": {"geoguessr": value}}}}, "params": {}, "deps": {}}
+        return {"executor": state and {"state": state}, "name": name, "revs": [{"name": name, "data": data}]}
+
+    shown = [
+        {"rev": "workspace", "name": None, "data": {}, "experiments": None},
+        {
+            "rev": "abc",
+            "name": "main",
+            "data": {},
+            "experiments": [node("done", None, 1), node("killed", "running", 2), node("bad", "failed", 3)],
+        },
+    ]
+    assert list(finished(shown, "m.json")) == ["done"]

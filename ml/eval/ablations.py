@@ -80,28 +80,45 @@ def run_variant(root: Path, name: str, dvc: str) -> None:
     subprocess.run(cmd, cwd=root, check=True)
 
 
-def experiment_metrics(root: Path, dvc: str) -> dict[str, dict]:
-    """{experiment name: the benchmark_report metrics it produced} from ``dvc exp show``."""
+def experiments(root: Path, dvc: str) -> dict[str, dict]:
+    """{experiment name: {"metrics": the benchmark_report metrics, "params": its params.yaml,
+    "deps": {path: hash}}} of every **finished** experiment in ``dvc exp show``. A run still
+    going, queued, failed or killed (its executor's entry outlives it) shows the workspace's own
+    metrics under the experiment's name, so it is left out: reading it once passed the
+    workspace's old model off as a new experiment."""
     shown = subprocess.run(
         [dvc, "exp", "show", "--all-commits", "--json"], cwd=root, check=True, capture_output=True, text=True
     )
+    return finished(json.loads(shown.stdout), report_metrics(Paths(root), relative=True))
+
+
+def finished(shown, metrics_file: str) -> dict[str, dict]:
     out = {}
 
-    def visit(node):
+    def visit(node, state=None):
         if isinstance(node, dict):
-            name = node.get("name")
-            data = node.get("data") or {}
-            metrics = (data.get("metrics") or {}).get(report_metrics(Paths(root), relative=True), {}).get("data")
-            if name and metrics:
-                out[name] = metrics
-            for v in node.values():
-                visit(v)
+            if "executor" in node:  # an experiment: {executor, name, revs: [...]}
+                state = (node.get("executor") or {}).get("state")
+            name, data = node.get("name"), node.get("data") or {}
+            metrics = (data.get("metrics") or {}).get(metrics_file, {}).get("data")
+            if name and metrics and state in (None, "success") and not node.get("error"):
+                params = ((data.get("params") or {}).get("params.yaml") or {}).get("data") or {}
+                deps = {k: (v or {}).get("hash") for k, v in (data.get("deps") or {}).items()}
+                out.setdefault(name, {"metrics": metrics, "params": params, "deps": deps})
+            for key, value in node.items():
+                if key != "data":
+                    visit(value, state)
         elif isinstance(node, list):
             for v in node:
-                visit(v)
+                visit(v, state)
 
-    visit(json.loads(shown.stdout))
+    visit(shown)
     return out
+
+
+def experiment_metrics(root: Path, dvc: str) -> dict[str, dict]:
+    """{experiment name: the benchmark_report metrics it produced} of every finished experiment."""
+    return {name: e["metrics"] for name, e in experiments(root, dvc).items()}
 
 
 def _cell(metrics: dict, key: str) -> tuple[float, float, float]:

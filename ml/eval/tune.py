@@ -2,8 +2,7 @@
 
 ``python -m ml.eval.tune geocell_model.epochs 12 20 --seeds 0,1,2`` (``make tune PARAM=... VALUES=...``)
 runs ``dvc exp run --temp -S <param>=<value> -S geocell_model.seed=<seed>`` for every value and
-seed (an experiment that exists is reused: rerunning picks up where a run stopped; DVC's run
-cache reuses the stages the override does not touch), then:
+seed, then:
 
 1. reads **val only** (``benchmark_report``'s ``val`` set: the split held out beside the test
    split, with the same make-up) from every experiment, and prints per value each seed's
@@ -14,6 +13,13 @@ cache reuses the stages the override does not touch), then:
 3. only then reads test (the ``holdout`` set) of the same experiments and writes it beside the
    val table in the same file, with the time it was read.
 
+An experiment is reused, not rerun, when one of that name has finished (rerunning picks up where
+a run stopped) or when any finished experiment ran with exactly the params this value and seed
+need and the code the stages read now (its DVC lock's hash of every code and reference file
+equals the file's): the current value's runs of one round serve the next round's current
+value, and ``refine.guess``'s. The record names the experiment each figure comes from. A run
+that is still going, failed or was killed is never read (``ml.eval.ablations.experiments``).
+
 ``refine.guess`` needs no training per value: the report scores every guess rule on the same
 models (``guess_<rule>`` of each set), so its values are read from the seeds' runs of the
 current rule. The pick is not applied to params.yaml: that is a commit of its own, which cites
@@ -23,15 +29,17 @@ the file.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from ml.config import read_params, resolve_section
-from ml.eval.ablations import dvc_binary, experiment_metrics, profile_overrides
+from ml.eval.ablations import dvc_binary, experiments, profile_overrides
 from ml.paths import Paths
 
 SEED = "geocell_model.seed"
@@ -57,15 +65,58 @@ def current(root: Path, param: str) -> str:
     return str(node).lower() if isinstance(node, bool) else str(node)
 
 
-def run(root: Path, dvc: str, param: str, value: str, seed: int, existing: set[str]) -> None:
+def settings(root: Path, param: str, value: str, seed: int) -> list[str]:
+    """The ``-S`` overrides of one value and seed (the active profile's copy of a key too)."""
+    return profile_overrides(read_params(root / "params.yaml"), [f"{param}={value}", f"{SEED}={seed}"])
+
+
+def wanted_params(root: Path, param: str, value: str, seed: int) -> dict:
+    """params.yaml as the experiment of this value and seed runs it (``-S`` parses YAML)."""
+    params = read_params(root / "params.yaml")
+    for setting in settings(root, param, value, seed):
+        path, _, raw = setting.partition("=")
+        *parents, last = path.split(".")
+        node = params
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[last] = yaml.safe_load(raw)
+    return params
+
+
+def same_code(root: Path, deps: dict) -> bool:
+    """Every code and reference file the experiment's stages read (its DVC lock's deps, outside
+    the pipeline's own outputs under data/) has the hash it had then."""
+    files = [p for p in deps if not p.startswith("data/") or p.startswith("data/reference/")]
+    for path in files:
+        local = root / path
+        if local.is_dir():
+            continue  # a code folder (model configs): its files are not listed one by one
+        if not local.is_file() or hashlib.md5(local.read_bytes()).hexdigest() != deps[path]:
+            return False
+    return bool(files)
+
+
+def source(root: Path, found: dict, name: str, param: str, value: str, seed: int) -> str | None:
+    """The experiment that stands for ``name``: itself when it finished, else a finished twin."""
+    if name in found:
+        return name
+    want = wanted_params(root, param, value, seed)
+    for other in sorted(found):
+        if found[other]["params"] == want and same_code(root, found[other]["deps"]):
+            return other
+    return None
+
+
+def run(root: Path, dvc: str, param: str, value: str, seed: int, found: dict) -> None:
     import subprocess
 
     name = experiment(param, value, seed)
-    if name in existing:
-        print(f"= {name}: reused", flush=True)
+    reused = source(root, found, name, param, value, seed)
+    if reused:
+        print(f"= {name}: reused{'' if reused == name else f' (the same params and code as {reused})'}", flush=True)
         return
-    settings = profile_overrides(read_params(root / "params.yaml"), [f"{param}={value}", f"{SEED}={seed}"])
-    cmd = [dvc, "exp", "run", "--temp", "-n", name, *(a for s in settings for a in ("-S", s))]
+    overrides = settings(root, param, value, seed)
+    cmd = [dvc, "exp", "run", "--temp", "-n", name, *(a for s in overrides for a in ("-S", s))]
     print("+", " ".join(cmd), flush=True)
     subprocess.run(cmd, cwd=root, check=True)
 
@@ -121,25 +172,27 @@ def main(argv: list[str] | None = None) -> int:
     values = [str(v) for v in args.values]
     now = current(root, args.param)
     if args.param == GUESS:  # every rule is scored on the runs of the current one
-        runs_of = lambda value, seed: experiment(args.param, now, seed)  # noqa: E731
         wanted = [(now, s) for s in seeds]
     else:
-        runs_of = lambda value, seed: experiment(args.param, value, seed)  # noqa: E731
         wanted = [(v, s) for v in values for s in seeds]
     if not args.collect_only:
-        existing = set(experiment_metrics(root, dvc))
+        found = experiments(root, dvc)
         for value, seed in wanted:
-            run(root, dvc, args.param, value, seed, existing)
-    found = experiment_metrics(root, dvc)
-    missing = sorted({runs_of(v, s) for v, s in wanted} - set(found))
+            run(root, dvc, args.param, value, seed, found)
+    found = experiments(root, dvc)
+    sources = {(v, s): source(root, found, experiment(args.param, v, s), args.param, v, s) for v, s in wanted}
+    missing = sorted(experiment(args.param, v, s) for (v, s), src in sources.items() if src is None)
     if missing:
         print(f"roost tune: no results for {missing}; run without --collect-only", file=sys.stderr)
         return 1
+    runs_of = lambda value, seed: sources[(now if args.param == GUESS else value, seed)]  # noqa: E731
+    found = {name: e["metrics"] for name, e in found.items()}
     out = Paths(root).tuning / f"{slug(args.param)}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     val = summary(figures(found, args.param, values, seeds, "val", runs_of))
     chosen = pick(val, args.metric)
     record = {"param": args.param, "values": values, "seeds": seeds, "metric": args.metric, "current": now}
+    record["runs"] = {v: [runs_of(v, s) for s in seeds] for v in values}  # the experiment behind each figure
     record |= {"val": val, "pick": chosen, "picked_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     out.write_text(json.dumps(record, indent=2))  # the pick is recorded before test is read
     print(show(f"val ({args.param}; pick by mean {args.metric}: {chosen}; recorded in {out})", val, chosen))
