@@ -68,9 +68,8 @@ class Paths:
 
     @property
     def tuning(self) -> Path:
-        """``ml.eval.tune``'s records: per param the val table, the pick, then test. Versioned by
-        git beside the docs, so the evidence for a default lands with the commit applying it."""
-        return self.root / "docs" / "tuning"
+        """``ml.eval.tune``'s records: per param the val table, the pick, then test (not a DVC stage)."""
+        return self.root / "data" / "tuning"
 
     def cache_dir(self, asset: str) -> Path:
         """Survives reruns: outside DVC's outs, ignored by git and DVC."""

@@ -8,6 +8,7 @@ import hashlib
 import json
 
 import pytest
+import yaml
 
 from ml.eval import tune
 from ml.eval.ablations import finished
@@ -53,12 +54,15 @@ def test_the_pick_is_made_on_val_and_recorded_before_test_is_read(root, monkeypa
     assert first["val"]["20"]["geoguessr"]["low"] == 2000 and first["current"] == tune.current(
         root, "geocell_model.epochs"
     )
-    record = json.loads((root / "docs" / "tuning" / "geocell-model-epochs.json").read_text())
+    record = json.loads((root / "data" / "tuning" / "geocell-model-epochs.json").read_text())
     assert record["pick"] == "12" and record["test"]["20"]["geoguessr"]["mean"] == 2400  # shown, not used
     assert record["test_read_at"] >= record["picked_at"]
 
 
 def test_a_guess_rule_is_read_from_the_runs_of_the_current_rule(root, monkeypatch):
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["refine"]["guess"] = "country_first"  # the current rule, whatever the repository's is
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     found = {
         tune.experiment("refine.guess", "country_first", seed): {
             "val": metrics(2000 + seed, guesses={"top_cell": metrics(1900), "min_expected_distance": metrics(2100)}),
@@ -69,7 +73,7 @@ def test_a_guess_rule_is_read_from_the_runs_of_the_current_rule(root, monkeypatc
     monkeypatch.setattr(tune, "experiments", lambda root, dvc: entries(found))
     args = ["refine.guess", "country_first", "top_cell", "min_expected_distance", "--seeds", "0,1", "--collect-only"]
     assert tune.main(args) == 0
-    record = json.loads((root / "docs" / "tuning" / "refine-guess.json").read_text())
+    record = json.loads((root / "data" / "tuning" / "refine-guess.json").read_text())
     assert record["current"] == "country_first" and record["pick"] == "min_expected_distance"
     assert record["val"]["country_first"]["geoguessr"]["seeds"] == [2000, 2001]
     assert tune.main(["refine.guess", "top_cell", "--seeds", "0,5", "--collect-only"]) == 1  # seed 5 never ran
@@ -91,7 +95,7 @@ def test_a_finished_twin_is_reused_only_with_the_same_params_and_code(root, monk
     monkeypatch.setattr(tune, "experiments", lambda root, dvc: found)
     monkeypatch.setattr("subprocess.run", lambda cmd, **kw: ran.append(cmd))
     assert tune.main(["refine.guess", "top_cell", "--seeds", "0,1"]) == 0
-    record = json.loads((root / "docs" / "tuning" / "refine-guess.json").read_text())
+    record = json.loads((root / "data" / "tuning" / "refine-guess.json").read_text())
     assert not ran and record["runs"]["top_cell"] == ["tune-other-param-s0", "tune-other-param-s1"]
     assert record["val"]["top_cell"]["geoguessr"]["seeds"] == [2000, 2001]
     code.write_text("x = 2\n")  # the stages' code changed since: the twins no longer stand in

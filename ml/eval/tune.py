@@ -8,7 +8,7 @@ seed, then:
    split, with the same make-up) from every experiment, and prints per value each seed's
    figure, the mean and the spread (lowest, highest);
 2. picks the value with the best mean of ``--metric`` (default GeoGuessr score; ``median_km``:
-   the lowest), and **records the pick** in ``docs/tuning/<param>.json`` (versioned) with the val table and
+   the lowest), and **records the pick** in ``data/tuning/<param>.json`` (versioned by git) with the val table and
    the time;
 3. only then reads test (the ``holdout`` set) of the same experiments and writes it beside the
    val table in the same file, with the time it was read.
