@@ -69,6 +69,23 @@ def profile_overrides(params: dict, settings: list[str]) -> list[str]:
     return out
 
 
+def apply_settings(params: dict, settings: list[str]) -> dict:
+    """What ``dvc exp run -S`` does to params.yaml (values parsed as YAML scalars), on a copy."""
+    import copy
+
+    import yaml
+
+    out = copy.deepcopy(params)
+    for setting in settings:
+        path, _, value = setting.partition("=")
+        *parents, last = path.split(".")
+        node = out
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[last] = yaml.safe_load(value)
+    return out
+
+
 def run_variant(root: Path, name: str, dvc: str) -> None:
     settings = profile_overrides(read_params(root / "params.yaml"), VARIANTS[name][1])
     overrides = [a for s in settings for a in ("-S", s)]

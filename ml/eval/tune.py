@@ -36,10 +36,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from ml.config import read_params, resolve_section
-from ml.eval.ablations import dvc_binary, experiments, profile_overrides
+from ml.eval.ablations import apply_settings, dvc_binary, experiments, profile_overrides
 from ml.paths import Paths
 
 SEED = "geocell_model.seed"
@@ -72,15 +71,7 @@ def settings(root: Path, param: str, value: str, seed: int) -> list[str]:
 
 def wanted_params(root: Path, param: str, value: str, seed: int) -> dict:
     """params.yaml as the experiment of this value and seed runs it (``-S`` parses YAML)."""
-    params = read_params(root / "params.yaml")
-    for setting in settings(root, param, value, seed):
-        path, _, raw = setting.partition("=")
-        *parents, last = path.split(".")
-        node = params
-        for key in parents:
-            node = node.setdefault(key, {})
-        node[last] = yaml.safe_load(raw)
-    return params
+    return apply_settings(read_params(root / "params.yaml"), settings(root, param, value, seed))
 
 
 def same_code(root: Path, deps: dict) -> bool:
