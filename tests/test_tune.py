@@ -20,9 +20,11 @@ def metrics(geoguessr: float, median: float = 900.0, country: float = 40.0, gues
     return out | {f"guess_{k}": v for k, v in (guesses or {}).items()}
 
 
-def entries(found: dict) -> dict:
-    """``experiments``' shape: metrics, and params/deps that match nothing."""
-    return {name: {"metrics": m, "params": {}, "deps": {}} for name, m in found.items()}
+def entry(root, param: str, value: str, seed: int, figures: dict) -> dict:
+    """One finished experiment as ``experiments`` gives it, run with this value and seed on the
+    code in ``root`` (its one code dep: params.yaml as it is now)."""
+    deps = {"params.yaml": hashlib.md5((root / "params.yaml").read_bytes()).hexdigest()}
+    return {"metrics": figures, "params": tune.wanted_params(root, param, value, seed), "deps": deps}
 
 
 @pytest.fixture
@@ -34,11 +36,12 @@ def root(tmp_path, monkeypatch):
 
 def test_the_pick_is_made_on_val_and_recorded_before_test_is_read(root, monkeypatch):
     # 12 epochs: better on val in the mean (a noisy seed), worse on test; 20 epochs: the opposite
-    found = {}
+    found, param = {}, "geocell_model.epochs"
     for seed, (v12, v20) in enumerate([(2100, 2000), (1900, 2050), (2150, 2010)]):
-        found[tune.experiment("geocell_model.epochs", "12", seed)] = {"val": metrics(v12), "holdout": metrics(1800)}
-        found[tune.experiment("geocell_model.epochs", "20", seed)] = {"val": metrics(v20), "holdout": metrics(2400)}
-    monkeypatch.setattr(tune, "experiments", lambda root, dvc: entries(found))
+        for value, v, t in (("12", v12, 1800), ("20", v20, 2400)):
+            figures = {"val": metrics(v), "holdout": metrics(t)}
+            found[tune.experiment(param, value, seed)] = entry(root, param, value, seed, figures)
+    monkeypatch.setattr(tune, "experiments", lambda root, dvc: found)
     events = []
     real_figures, real_write = tune.figures, tune.Path.write_text
     monkeypatch.setattr(tune, "figures", lambda *a: events.append(("read", a[4])) or real_figures(*a))
@@ -64,13 +67,21 @@ def test_a_guess_rule_is_read_from_the_runs_of_the_current_rule(root, monkeypatc
     params["refine"]["guess"] = "country_first"  # the current rule, whatever the repository's is
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     found = {
-        tune.experiment("refine.guess", "country_first", seed): {
-            "val": metrics(2000 + seed, guesses={"top_cell": metrics(1900), "min_expected_distance": metrics(2100)}),
-            "holdout": metrics(2300, guesses={"top_cell": metrics(2200), "min_expected_distance": metrics(2250)}),
-        }
+        tune.experiment("refine.guess", "country_first", seed): entry(
+            root,
+            "refine.guess",
+            "country_first",
+            seed,
+            {
+                "val": metrics(
+                    2000 + seed, guesses={"top_cell": metrics(1900), "min_expected_distance": metrics(2100)}
+                ),
+                "holdout": metrics(2300, guesses={"top_cell": metrics(2200), "min_expected_distance": metrics(2250)}),
+            },
+        )
         for seed in (0, 1)
     }
-    monkeypatch.setattr(tune, "experiments", lambda root, dvc: entries(found))
+    monkeypatch.setattr(tune, "experiments", lambda root, dvc: found)
     args = ["refine.guess", "country_first", "top_cell", "min_expected_distance", "--seeds", "0,1", "--collect-only"]
     assert tune.main(args) == 0
     record = json.loads((root / "data" / "tuning" / "refine-guess.json").read_text())
@@ -101,6 +112,12 @@ def test_a_finished_twin_is_reused_only_with_the_same_params_and_code(root, monk
     code.write_text("x = 2\n")  # the stages' code changed since: the twins no longer stand in
     assert tune.main(["refine.guess", "top_cell", "--seeds", "0,1"]) == 1
     assert len(ran) == 2 and all(cmd[1:4] == ["exp", "run", "--temp"] for cmd in ran)
+    # nor does an experiment of the very name: it is removed and run again
+    ran.clear()
+    now = tune.current(root, "refine.guess")
+    found[tune.experiment("refine.guess", now, 0)] = found["tune-other-param-s0"]
+    assert tune.main(["refine.guess", "top_cell", "--seeds", "0"]) == 1
+    assert [cmd[1:3] for cmd in ran] == [["exp", "remove"], ["exp", "run"]]
 
 
 def test_only_finished_experiments_are_read():

@@ -13,9 +13,9 @@ seed, then:
 3. only then reads test (the ``holdout`` set) of the same experiments and writes it beside the
    val table in the same file, with the time it was read.
 
-An experiment is reused, not rerun, when one of that name has finished (rerunning picks up where
-a run stopped) or when any finished experiment ran with exactly the params this value and seed
-need and the code the stages read now (its DVC lock's hash of every code and reference file
+An experiment is reused, not rerun, when it has finished (rerunning picks up where a run
+stopped), or any other finished experiment, ran with exactly the params this value and seed need
+and the code the stages read now (its DVC lock's hash of every code and reference file
 equals the file's): the current value's runs of one round serve the next round's current
 value, and ``refine.guess``'s. The record names the experiment each figure comes from. A run
 that is still going, failed or was killed is never read (``ml.eval.ablations.experiments``).
@@ -87,13 +87,17 @@ def same_code(root: Path, deps: dict) -> bool:
     return bool(files)
 
 
+def fits(root: Path, entry: dict, want: dict) -> bool:
+    """A finished experiment stands for a value and seed: the same params and the same code."""
+    return entry["params"] == want and same_code(root, entry["deps"])
+
+
 def source(root: Path, found: dict, name: str, param: str, value: str, seed: int) -> str | None:
-    """The experiment that stands for ``name``: itself when it finished, else a finished twin."""
-    if name in found:
-        return name
+    """The experiment that stands for ``name``: itself, else a finished twin; either only with
+    the params this value and seed need and the code the stages read now."""
     want = wanted_params(root, param, value, seed)
-    for other in sorted(found):
-        if found[other]["params"] == want and same_code(root, found[other]["deps"]):
+    for other in [name, *sorted(set(found) - {name})]:
+        if other in found and fits(root, found[other], want):
             return other
     return None
 
@@ -106,6 +110,9 @@ def run(root: Path, dvc: str, param: str, value: str, seed: int, found: dict) ->
     if reused:
         print(f"= {name}: reused{'' if reused == name else f' (the same params and code as {reused})'}", flush=True)
         return
+    if name in found:  # finished on other code or params: rerun under its name
+        print(f"- {name}: stale (other params or code), rerun", flush=True)
+        subprocess.run([dvc, "exp", "remove", name], cwd=root, capture_output=True)
     overrides = settings(root, param, value, seed)
     cmd = [dvc, "exp", "run", "--temp", "-n", name, *(a for s in overrides for a in ("-S", s))]
     print("+", " ".join(cmd), flush=True)
